@@ -1,0 +1,288 @@
+"""Configuration: ``config.yaml`` + ``HOTRELOAD_*`` environment variables, validated by pydantic.
+
+Precedence, highest first: arguments given in code, environment variables
+(``HOTRELOAD_REDIS__ADDR``: prefix ``HOTRELOAD_``, ``__`` between nested names), the YAML file,
+the defaults below. The file is ``-c/--config``, else ``$HOTRELOAD_CONFIG``, else
+``./config.yaml`` (which may be absent).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from .errors import ConfigError
+from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
+
+DEFAULT_CONFIG_PATH = "config.yaml"
+CONFIG_ENV = "HOTRELOAD_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    """How to reach Redis. ``url`` wins over ``addr``/``password``/``db`` when given."""
+
+    url: SecretStr | None = None
+    addr: str = "localhost:6379"
+    username: str | None = None
+    password: SecretStr = SecretStr("")
+    db: int = Field(0, ge=0)
+    pool_size: int = Field(10, ge=1)
+    min_idle_conns: int = Field(0, ge=0)
+    protocol: Literal[2, 3] = 3
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    connect_timeout: float = Field(2.0, gt=0)
+    socket_timeout: float = Field(5.0, gt=0)
+    tcp_keepalive_idle: int = Field(10, ge=1)
+    tcp_keepalive_interval: int = Field(5, ge=1)
+    tcp_keepalive_count: int = Field(3, ge=1)
+    tcp_user_timeout_ms: int = Field(15000, ge=0)
+
+    @field_validator("addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. localhost:6379")
+        return value
+
+    def effective_url(self) -> str:
+        """The URL to connect to (password included: never log it; see `display_url`)."""
+        if self.url is not None:
+            return self.url.get_secret_value()
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        password = self.password.get_secret_value()
+        if self.username or password:
+            auth = f"{quote(self.username or '', safe='')}:{quote(password, safe='')}@"
+        return f"{scheme}://{auth}{self.addr}/{self.db}"
+
+    def display_url(self) -> str:
+        """The URL with any password replaced by ``***``."""
+        return redact_url(self.effective_url())
+
+
+class SubscriberSettings(_Section):
+    """Liveness and resync tuning of subscribers."""
+
+    heartbeat_interval: float = Field(1.0, gt=0, description="PING the pubsub link after this much silence")
+    heartbeat_timeout: float = Field(3.0, gt=0, description="reconnect if no reply within this")
+    version_check_interval: float = Field(5.0, gt=0, description="compare the server's version")
+    reconnect_backoff_max: float = Field(5.0, gt=0)
+
+
+class SecuritySettings(_Section):
+    """Message signing and limits."""
+
+    hmac_key: SecretStr | None = None
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
+
+    def key_bytes(self) -> bytes | None:
+        if self.hmac_key is None or not self.hmac_key.get_secret_value():
+            return None
+        return self.hmac_key.get_secret_value().encode()
+
+
+class PostgresSettings(_Section):
+    """The PostgreSQL source (daemon only)."""
+
+    dsn: SecretStr = SecretStr("postgresql://localhost:5432/postgres")
+    password: SecretStr | None = None
+    channels: list[str] = Field(default_factory=list)
+    settings_table: str = "hotreload_settings"
+    notify_channel: str = "hotreload_settings"
+    heartbeat_interval: float = Field(2.0, gt=0)
+    heartbeat_timeout: float = Field(6.0, gt=0)
+    connect_timeout: int = Field(5, ge=1)
+    keepalives_idle: int = Field(10, ge=1)
+    keepalives_interval: int = Field(5, ge=1)
+    keepalives_count: int = Field(3, ge=1)
+    tcp_user_timeout_ms: int = Field(15000, ge=0)
+    leader_lock_key: int = 0x686F7472
+
+    def display_dsn(self) -> str:
+        return redact_url(self.dsn.get_secret_value())
+
+
+class FileSource(_Section):
+    """One watched settings file published to one namespace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    path: str
+    namespace: str
+    schema_: str | None = Field(None, alias="schema")
+    format: Literal["yaml", "json", "toml"] | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_ns(cls, value: str) -> str:
+        check_name(value, "namespace")
+        return value
+
+
+class SourcesSettings(_Section):
+    files: list[FileSource] = Field(default_factory=list)
+
+
+class DaemonSettings(_Section):
+    """The publisher daemon."""
+
+    http: str | None = "127.0.0.1:9464"
+    reconcile_interval: float = Field(30.0, gt=0)
+    watch_step_ms: int = Field(1, ge=1)
+    watch_debounce_ms: int = Field(50, ge=1)
+    redis_backoff_max: float = Field(5.0, gt=0)
+    log_format: Literal["text", "json"] = "text"
+
+
+_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("hotreload_yaml_data", default={})
+
+
+class _YamlData(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_YAML_DATA.get())
+
+
+class HotReloadConfig(BaseSettings):
+    """The whole configuration (``config.yaml``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOTRELOAD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    namespace: str = "default"
+    prefix: str = DEFAULT_PREFIX
+    log_maxlen: int = Field(10_000, ge=1)
+    subscriber: SubscriberSettings = Field(default_factory=SubscriberSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    postgres: PostgresSettings | None = None
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+
+    @field_validator("namespace", "prefix")
+    @classmethod
+    def _check_names(cls, value: str) -> str:
+        check_name(value, "name")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlData(settings_cls))
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> HotReloadConfig:
+        """A config for ``redis://...`` with everything else default."""
+        return build_config({"redis": {"url": url}, **kwargs})
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL or DSN with ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        if "password=" in url:  # key=value DSN
+            return " ".join(
+                "password=***" if p.startswith("password=") else p for p in url.split()
+            )
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    msgs = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msgs.append(f"unknown key '{loc}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            msgs.append(f"{loc}: {msg}")
+    return f"{origin}: " + "; ".join(msgs)
+
+
+@contextmanager
+def _yaml_data(data: dict[str, Any]) -> Iterator[None]:
+    token = _YAML_DATA.set(data)
+    try:
+        yield
+    finally:
+        _YAML_DATA.reset(token)
+
+
+def build_config(data: dict[str, Any], *, origin: str = "config",
+                 **overrides: Any) -> HotReloadConfig:
+    """Validate a config mapping (as read from YAML) merged with the environment."""
+    try:
+        with _yaml_data(data):
+            return HotReloadConfig(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+
+
+def config_path(path: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The config file to read and whether it was asked for explicitly."""
+    if path is not None:
+        return Path(path), True
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env), True
+    return Path(DEFAULT_CONFIG_PATH), False
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> HotReloadConfig:
+    """Read, merge and validate the configuration; every problem is one `ConfigError` line."""
+    file, explicit = config_path(path)
+    data: Any = {}
+    if file.exists():
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+    elif explicit:
+        raise ConfigError(f"{file}: no such config file")
+    return build_config(data, origin=str(file), **overrides)

@@ -1,0 +1,87 @@
+"""Building redis-py clients from `RedisSettings`, and the seam where redis errors are wrapped."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from .config import HotReloadConfig, RedisSettings
+from .errors import BackendError
+
+#: Errors of redis-py that mean "the server or the link failed".
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ResponseError,
+    redis.exceptions.RedisError,
+    OSError,
+)
+
+
+def keepalive_options(s: RedisSettings) -> dict[int, int]:
+    """TCP options so that a half-open link fails within seconds, not minutes."""
+    opts: dict[int, int] = {}
+    for name, value in (
+        ("TCP_KEEPIDLE", s.tcp_keepalive_idle),
+        ("TCP_KEEPINTVL", s.tcp_keepalive_interval),
+        ("TCP_KEEPCNT", s.tcp_keepalive_count),
+        ("TCP_USER_TIMEOUT", s.tcp_user_timeout_ms),
+    ):
+        const = getattr(socket, name, None)
+        if const is not None and value:
+            opts[const] = value
+    return opts
+
+
+def client_kwargs(s: RedisSettings, *, retries: int = 3) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "protocol": s.protocol,
+        "max_connections": s.pool_size,
+        "socket_connect_timeout": s.connect_timeout,
+        "socket_timeout": s.socket_timeout,
+        "socket_keepalive": True,
+        "socket_keepalive_options": keepalive_options(s),
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries),
+        "decode_responses": False,
+    }
+    if s.url is None and s.username:
+        kwargs["username"] = s.username
+    if s.tls or s.effective_url().startswith("rediss://"):
+        if s.tls_ca_file:
+            kwargs["ssl_ca_certs"] = s.tls_ca_file
+        if s.tls_cert_file:
+            kwargs["ssl_certfile"] = s.tls_cert_file
+        if s.tls_key_file:
+            kwargs["ssl_keyfile"] = s.tls_key_file
+    return kwargs
+
+
+def make_client(config: HotReloadConfig | RedisSettings, *, retries: int = 3) -> aioredis.Redis:
+    """An asyncio Redis client with keepalives, connect timeout and bounded retries."""
+    s = config.redis if isinstance(config, HotReloadConfig) else config
+    try:
+        return aioredis.Redis.from_url(s.effective_url(), **client_kwargs(s, retries=retries))
+    except ValueError as exc:
+        raise BackendError(f"invalid Redis address {s.display_url()}: {exc}") from None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a backend error that holds no secret."""
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+@asynccontextmanager
+async def wrap_errors(what: str) -> AsyncIterator[None]:
+    """Turn redis-py errors into `BackendError` (``raise ... from exc``)."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise BackendError(f"{what}: {describe_error(exc)}") from exc

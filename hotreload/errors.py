@@ -1,0 +1,61 @@
+"""The exception tree. Every error hotreload raises on purpose derives from `HotReloadError`.
+
+```
+HotReloadError
+├── ConfigError              a config file, env var or option is invalid
+├── ProtocolError            a message or snapshot does not follow the wire protocol
+│   └── SignatureError       a message's HMAC signature is missing or wrong
+├── SettingsRejected         settings do not validate against the schema (model)
+├── DocumentError            a settings document (YAML/JSON/TOML) cannot be read or parsed
+├── BackendError             Redis or PostgreSQL could not be reached or failed
+├── ConflictError            a publish lost too many optimistic-concurrency races
+├── HistoryError             the event log no longer holds what was asked for
+└── StartTimeout             a subscriber did not load its first snapshot in time
+```
+
+Third-party exceptions (redis-py, psycopg, pydantic, yaml) are wrapped at the seam with
+``raise ... from exc``; the message of every error here is safe to log: it never holds a
+password or a key.
+"""
+
+from __future__ import annotations
+
+
+class HotReloadError(Exception):
+    """Base of every error raised by hotreload."""
+
+
+class ConfigError(HotReloadError):
+    """The configuration (file, environment or option) is invalid."""
+
+
+class ProtocolError(HotReloadError):
+    """A message or snapshot does not follow the hotreload wire protocol."""
+
+
+class SignatureError(ProtocolError):
+    """A message's HMAC signature is missing or does not match."""
+
+
+class SettingsRejected(HotReloadError):
+    """Settings do not validate against the schema; the last good settings stay live."""
+
+
+class DocumentError(HotReloadError):
+    """A settings document cannot be read or parsed."""
+
+
+class BackendError(HotReloadError):
+    """Redis or PostgreSQL could not be reached, or answered with an error."""
+
+
+class ConflictError(HotReloadError):
+    """A publish kept losing the race against other publishers and gave up."""
+
+
+class HistoryError(HotReloadError):
+    """The event log no longer holds the events that were asked for."""
+
+
+class StartTimeout(HotReloadError):
+    """A subscriber did not load its first snapshot within the given timeout."""

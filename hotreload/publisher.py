@@ -1,0 +1,383 @@
+"""Publishing: `AsyncPublisher` (the core) and `Publisher` (its sync facade).
+
+Every publish is one optimistic compare-and-set on the server: the client computes the next
+state and envelope for ``expected version + 1`` and one Lua script checks the version, then
+updates the snapshot, appends to the log and publishes, atomically. A lost race re-reads the
+state and rebases, so racing publishers never duplicate, skip or reorder versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from . import protocol as p
+from ._sync import LoopThread
+from .config import HotReloadConfig
+from .connection import make_client, wrap_errors
+from .errors import ConflictError, HistoryError
+
+log = logging.getLogger("hotreload.publisher")
+
+MAX_ATTEMPTS = 50
+
+# KEYS: snapshot hash, log stream.
+# ARGV: expected version, new version, settings json ('' = unchanged), checksum,
+#       envelope, channel, log maxlen, updated_at, sig ('' = none), protocol.
+# Returns {1, version, receivers} on success, {0, current version} on a lost race.
+_PUBLISH_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'version')
+if not cur then cur = '0' end
+if cur ~= ARGV[1] then return {0, tonumber(cur)} end
+if cur == '0' then redis.call('DEL', KEYS[2]) end
+redis.call('HSET', KEYS[1], 'protocol', ARGV[10], 'version', ARGV[2], 'updated_at', ARGV[8])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'settings', ARGV[3], 'checksum', ARGV[4])
+elseif cur == '0' then
+  redis.call('HSET', KEYS[1], 'settings', '{}', 'checksum', ARGV[4])
+end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'sig', ARGV[9]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], ARGV[2] .. '-0', 'e', ARGV[5])
+local n = redis.call('PUBLISH', ARGV[6], ARGV[5])
+return {1, tonumber(ARGV[2]), n}
+"""
+
+
+def default_origin() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What a publish did: ``version`` is None when nothing changed."""
+
+    namespace: str
+    version: int | None
+    changes: tuple[p.Change, ...] = ()
+    receivers: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.version is not None
+
+
+@dataclass(slots=True)
+class _State:
+    version: int
+    checksum: str
+    flat: dict[str, Any]
+
+
+class AsyncPublisher:
+    """Publishes settings changes and cache invalidations for one or more namespaces."""
+
+    def __init__(
+        self,
+        config: HotReloadConfig | str | None = None,
+        *,
+        namespace: str | None = None,
+        source: str = "api",
+        origin: str | None = None,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self.config = _as_config(config)
+        self.namespace = p.check_name(namespace or self.config.namespace, "namespace")
+        self.source = source
+        self.origin = origin or default_origin()
+        self._hmac = self.config.security.key_bytes()
+        self._own_client = client is None
+        self.redis = client if client is not None else make_client(self.config)
+        self._script: AsyncScript = self.redis.register_script(_PUBLISH_LUA)
+        self._states: dict[str, _State] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def __aenter__(self) -> AsyncPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.redis.aclose()
+
+    def keys(self, namespace: str | None = None) -> p.Keys:
+        return p.keys_for(namespace or self.namespace, self.config.prefix)
+
+    # ------------------------------------------------------------------ reads
+
+    async def snapshot(self, namespace: str | None = None) -> p.Snapshot:
+        """The current snapshot (version 0 and ``{}`` for a namespace never published)."""
+        ns = namespace or self.namespace
+        async with wrap_errors(f"reading the snapshot of {ns!r}"):
+            fields = await self.redis.hgetall(self.keys(ns).snapshot)
+        return p.decode_snapshot(ns, fields, hmac_key=self._hmac)
+
+    async def version(self, namespace: str | None = None) -> int:
+        ns = namespace or self.namespace
+        async with wrap_errors(f"reading the version of {ns!r}"):
+            raw = await self.redis.hget(self.keys(ns).snapshot, "version")
+        return int(raw or 0)
+
+    async def history(
+        self, namespace: str | None = None, *, limit: int = 20, since: int = 0
+    ) -> list[p.Envelope]:
+        """The newest ``limit`` events of the log (oldest first), or all after ``since``."""
+        ns = namespace or self.namespace
+        key = self.keys(ns).log
+        async with wrap_errors(f"reading the log of {ns!r}"):
+            if since:
+                entries = await self.redis.xrange(key, min=f"{since + 1}", max="+")
+            else:
+                entries = list(reversed(await self.redis.xrevrange(key, count=limit)))
+        return [self._decode_entry(ns, entry) for entry in entries]
+
+    def _decode_entry(self, namespace: str, entry: tuple[bytes, dict[bytes, bytes]]) -> p.Envelope:
+        env = p.decode_envelope(
+            entry[1].get(b"e", b""), hmac_key=self._hmac,
+            max_bytes=self.config.security.max_message_bytes,
+        )
+        if env.namespace != namespace:
+            raise p.ProtocolError(f"log of {namespace!r} holds an event of {env.namespace!r}")
+        return env
+
+    async def subscribers(self, namespace: str | None = None) -> int:
+        """How many connections listen on the namespace's channel."""
+        channel = self.keys(namespace).channel
+        async with wrap_errors("reading PUBSUB NUMSUB"):
+            result = await self.redis.pubsub_numsub(channel)
+        return int(result[0][1]) if result else 0
+
+    # ------------------------------------------------------------------ writes
+
+    async def publish(
+        self,
+        changes: Mapping[str, Any] | None = None,
+        delete: Iterable[str] = (),
+        *,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        """Set and delete dotted keys as one event with one version (no-op if nothing changes)."""
+        sets = dict(changes or {})
+        deletes = list(delete)
+        return await self._commit(
+            namespace or self.namespace, source, lambda flat: p.update(flat, sets, deletes)
+        )
+
+    async def replace(
+        self, document: Mapping[str, Any], *, namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        """Make the namespace's settings exactly ``document``: one event with the diff."""
+        target = p.flatten(document)
+        p.check_json_value(document, "document")
+        return await self._commit(namespace or self.namespace, source, lambda _flat: target)
+
+    async def invalidate(
+        self,
+        keys: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+        *,
+        everything: bool = False,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        """Tell every subscriber's caches to drop ``keys``, ``prefixes`` (or everything)."""
+        if not (keys or prefixes or everything):
+            raise ValueError("invalidate needs keys, prefixes or everything=True")
+        ns = namespace or self.namespace
+        return await self._commit(ns, source, None, invalidation=(tuple(keys), tuple(prefixes),
+                                                                   everything))
+
+    async def rollback(
+        self, to_version: int, *, namespace: str | None = None, source: str = "rollback"
+    ) -> PublishResult:
+        """Publish the settings as they were at ``to_version`` (a new event, not a rewind)."""
+        ns = namespace or self.namespace
+        snap = await self.snapshot(ns)
+        if not 0 <= to_version <= snap.version:
+            raise HistoryError(f"version {to_version} is not between 0 and {snap.version}")
+        events = await self.history(ns, since=to_version) if to_version < snap.version else []
+        expected = list(range(to_version + 1, snap.version + 1))
+        got = [e.version for e in events if e.version <= snap.version]
+        if got != expected:
+            raise HistoryError(
+                f"the event log of {ns!r} no longer holds every event after version {to_version}"
+            )
+        flat = snap.flat
+        for env in reversed(events):
+            if env.version <= snap.version and env.kind == "config":
+                flat = p.revert_changes(flat, env.changes)
+        return await self.replace(p.unflatten(flat), namespace=ns, source=source)
+
+    # ------------------------------------------------------------------ the commit loop
+
+    async def _load_state(self, ns: str) -> _State:
+        snap = await self.snapshot(ns)
+        state = _State(snap.version, snap.checksum, snap.flat)
+        self._states[ns] = state
+        return state
+
+    async def _commit(
+        self,
+        ns: str,
+        source: str | None,
+        compute: Any,
+        *,
+        invalidation: tuple[tuple[str, ...], tuple[str, ...], bool] | None = None,
+    ) -> PublishResult:
+        p.check_name(ns, "namespace")
+        lock = self._locks.setdefault(ns, asyncio.Lock())
+        async with lock:
+            state = self._states.get(ns)
+            fresh = state is None
+            if state is None:
+                state = await self._load_state(ns)
+            for attempt in range(MAX_ATTEMPTS):
+                result = await self._attempt(ns, state, source, compute, invalidation, fresh)
+                if result is not None:
+                    return result
+                # Lost a race (or our cached state was stale): re-read and rebase.
+                if attempt:
+                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
+                state = await self._load_state(ns)
+                fresh = True
+        raise ConflictError(f"gave up publishing to {ns!r} after {MAX_ATTEMPTS} lost races")
+
+    async def _attempt(
+        self,
+        ns: str,
+        state: _State,
+        source: str | None,
+        compute: Any,
+        invalidation: tuple[tuple[str, ...], tuple[str, ...], bool] | None,
+        fresh: bool,
+    ) -> PublishResult | None:
+        keys = self.keys(ns)
+        version = state.version + 1
+        now = time.time()
+        settings_json = ""
+        new_flat = state.flat
+        cs = state.checksum
+        if invalidation is None:
+            new_flat = compute(state.flat)
+            changes = p.diff(state.flat, new_flat)
+            if not changes:
+                if fresh or await self.version(ns) == state.version:
+                    return PublishResult(ns, None)
+                return None
+            encoded = p.encode_settings(p.unflatten(new_flat))
+            settings_json = encoded.decode()
+            cs = p.checksum(encoded)
+            env = p.Envelope(ns, version, "config", changes=changes, checksum=cs,
+                             source=source or self.source, origin=self.origin, ts=now)
+        else:
+            ikeys, iprefixes, everything = invalidation
+            changes = ()
+            env = p.Envelope(ns, version, "invalidate", keys=ikeys, prefixes=iprefixes,
+                             all=everything, source=source or self.source, origin=self.origin,
+                             ts=now)
+        data = p.encode_envelope(env, self._hmac)
+        if len(data) > self.config.security.max_message_bytes:
+            raise p.ProtocolError(
+                f"event of {len(data)} bytes exceeds security.max_message_bytes "
+                f"({self.config.security.max_message_bytes}); publish fewer keys at once"
+            )
+        sig = p.snapshot_signature(self._hmac, ns, version, cs) if self._hmac else ""
+        async with wrap_errors(f"publishing to {ns!r}"):
+            reply = await self._script(
+                keys=[keys.snapshot, keys.log],
+                args=[str(state.version), str(version), settings_json, cs, data, keys.channel,
+                      str(self.config.log_maxlen), repr(now), sig, str(p.PROTOCOL_VERSION)],
+            )
+        if int(reply[0]) != 1:
+            log.debug("lost publish race on %s at version %s", ns, state.version,
+                      extra={"action": "publish_conflict", "namespace": ns})
+            return None
+        self._states[ns] = _State(version, cs, new_flat)
+        receivers = int(reply[2])
+        log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,
+                 extra={"action": "published", "namespace": ns, "version": version,
+                        "kind": env.kind, "source": env.source})
+        return PublishResult(ns, version, changes, receivers)
+
+
+class Publisher:
+    """The synchronous facade: runs an `AsyncPublisher` on one background thread."""
+
+    def __init__(self, config: HotReloadConfig | str | None = None, **kwargs: Any) -> None:
+        self._thread = LoopThread(name="hotreload-publisher")
+        try:
+            self._core: AsyncPublisher = self._thread.run(_build_publisher(config, kwargs))
+        except BaseException:
+            self._thread.stop()
+            raise
+
+    @property
+    def core(self) -> AsyncPublisher:
+        return self._core
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.running:
+            try:
+                self._thread.run(self._core.aclose())
+            finally:
+                self._thread.stop()
+
+    def publish(self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (),
+                **kwargs: Any) -> PublishResult:
+        return self._thread.run(self._core.publish(changes, list(delete), **kwargs))
+
+    def replace(self, document: Mapping[str, Any], **kwargs: Any) -> PublishResult:
+        return self._thread.run(self._core.replace(document, **kwargs))
+
+    def invalidate(self, keys: Sequence[str] = (), prefixes: Sequence[str] = (),
+                   **kwargs: Any) -> PublishResult:
+        return self._thread.run(self._core.invalidate(keys, prefixes, **kwargs))
+
+    def rollback(self, to_version: int, **kwargs: Any) -> PublishResult:
+        return self._thread.run(self._core.rollback(to_version, **kwargs))
+
+    def snapshot(self, namespace: str | None = None) -> p.Snapshot:
+        return self._thread.run(self._core.snapshot(namespace))
+
+    def version(self, namespace: str | None = None) -> int:
+        return self._thread.run(self._core.version(namespace))
+
+    def history(self, namespace: str | None = None, **kwargs: Any) -> list[p.Envelope]:
+        return self._thread.run(self._core.history(namespace, **kwargs))
+
+    def subscribers(self, namespace: str | None = None) -> int:
+        return self._thread.run(self._core.subscribers(namespace))
+
+
+async def _build_publisher(config: HotReloadConfig | str | None,
+                           kwargs: dict[str, Any]) -> AsyncPublisher:
+    return AsyncPublisher(config, **kwargs)
+
+
+def _as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:
+    if config is None:
+        from .config import load_config
+
+        return load_config()
+    if isinstance(config, str):
+        return HotReloadConfig.from_url(config)
+    return config

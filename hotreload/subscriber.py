@@ -1,0 +1,738 @@
+"""Subscribing: `AsyncSubscriber` (the core) and `Subscriber` (its sync facade).
+
+The guarantee is "never stale for long, never half-applied":
+
+* subscribe first, then load the snapshot, then apply only events newer than it;
+* an event that skips versions triggers a replay from the log, or a snapshot reload when the log
+  was trimmed;
+* every (re)subscribe confirmation from redis-py (it re-subscribes by itself after a drop)
+  triggers the same resync;
+* a PING on the pubsub link after silence, with a reply deadline, catches half-open links;
+* every few seconds the server's version is compared with ours, as a backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
+
+import pydantic
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+from . import protocol as p
+from ._frozen import FrozenSettings, freeze, to_plain
+from ._sync import LoopThread
+from .config import HotReloadConfig
+from .connection import REDIS_ERRORS, describe_error, make_client
+from .errors import ProtocolError, SettingsRejected, StartTimeout
+
+log = logging.getLogger("hotreload.subscriber")
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
+POLL_SECONDS = 0.25
+HEARTBEAT_MESSAGE = "hotreload-heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChange:
+    """What a change listener receives: the changes of one version, old and new settings."""
+
+    namespace: str
+    version: int
+    changes: tuple[p.Change, ...]
+    old_settings: Any
+    new_settings: Any
+    source: str = ""
+    origin: str = ""
+    ts: float = 0.0
+    resync: bool = False
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.changes)
+
+    def matches(self, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
+        if not keys and not prefixes:
+            return True
+        return any(p.key_matches(c.key, keys, prefixes) for c in self.changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """What caches and invalidation listeners receive. ``all`` means: drop everything."""
+
+    namespace: str
+    version: int
+    keys: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    all: bool = False
+    origin: str = ""
+    source: str = ""
+    reason: Literal["event", "resync"] = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """What resync listeners receive."""
+
+    namespace: str
+    reason: str
+    from_version: int
+    to_version: int
+    replayed: bool
+
+
+class CacheHook(Protocol):
+    """What a subscriber tells a local cache (`TwoLevelCache` implements it)."""
+
+    def invalidate(self, event: Invalidation) -> None:
+        """Drop the entries the event names (or all of them)."""
+
+    def set_trusted(self, trusted: bool) -> None:
+        """False while the link is down or resyncing: do not serve from L1."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    version: int
+    flat: dict[str, Any]
+    settings: Any
+    index: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Listener:
+    func: Callable[[Any], Any]
+    keys: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Stats:
+    events: int = 0
+    invalidations: int = 0
+    rejected_messages: int = 0
+    rejected_settings: int = 0
+    resyncs: int = 0
+    replays: int = 0
+    reloads: int = 0
+    reconnects: int = 0
+    heartbeat_timeouts: int = 0
+    listener_errors: int = 0
+
+
+@dataclass(slots=True)
+class _Link:
+    connected: bool = False
+    last_rx: float = 0.0
+    ping_sent: float | None = None
+    next_version_check: float = 0.0
+    down_logged: bool = False
+    ever_connected: bool = False
+    last_failure: str = ""
+    errors: int = field(default=0)
+
+
+class AsyncSubscriber(Generic[ModelT]):
+    """Keeps one namespace's settings current in this process."""
+
+    get: Callable[..., Any]
+    """``get("a.b", default=None)``: one setting (or a sub-object) of the current version."""
+
+    def __init__(
+        self,
+        config: HotReloadConfig | str | None = None,
+        *,
+        namespace: str | None = None,
+        model: type[ModelT] | None = None,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        from .publisher import _as_config
+
+        self.config = _as_config(config)
+        self.namespace = p.check_name(namespace or self.config.namespace, "namespace")
+        self.model = model
+        self.keys = p.keys_for(self.namespace, self.config.prefix)
+        self._hmac = self.config.security.key_bytes()
+        self._max_bytes = self.config.security.max_message_bytes
+        self._tuning = self.config.subscriber
+        self._own_client = client is None
+        self.redis = client if client is not None else make_client(self.config)
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._raw_version = -1
+        self._raw_flat: dict[str, Any] = {}
+        self._current = _Current(0, {}, self._empty_settings(), {})
+        self.get = self._current.index.get
+        self._change_listeners: list[_Listener] = []
+        self._invalidate_listeners: list[_Listener] = []
+        self._resync_listeners: list[Callable[[Resync], Any]] = []
+        self._caches: list[CacheHook] = []
+        self._swap_hooks: list[Callable[[_Current], None]] = []
+        self.last_error: str | None = None
+        self.stats = _Stats()
+        self._link = _Link()
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def settings(self) -> Any:
+        """The current settings: a `model` instance, or a read-only mapping."""
+        return self._current.settings
+
+    @property
+    def version(self) -> int:
+        """The version the current settings belong to."""
+        return self._current.version
+
+    @property
+    def received_version(self) -> int:
+        """The newest version received (ahead of `version` while settings are rejected)."""
+        return self._raw_version
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    def as_dict(self) -> dict[str, Any]:
+        """The current settings as plain nested dicts and lists."""
+        if isinstance(self._current.settings, pydantic.BaseModel):
+            return self._current.settings.model_dump(mode="json")
+        result: dict[str, Any] = to_plain(self._current.settings)
+        return result
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "version": self.version,
+            "received_version": self._raw_version,
+            "connected": self._link.connected,
+            "last_error": self.last_error,
+            **dataclasses.asdict(self.stats),
+        }
+
+    # ------------------------------------------------------------------ registration
+
+    @overload
+    def on_change(self, func: F, /) -> F: ...
+    @overload
+    def on_change(
+        self, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
+    ) -> Callable[[F], F]: ...
+
+    def on_change(
+        self, func: F | None = None, /, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
+    ) -> F | Callable[[F], F]:
+        """Register ``func(change: SettingsChange)``; with keys/prefixes, only for those."""
+
+        def register(f: F) -> F:
+            self._change_listeners.append(_Listener(f, tuple(keys), tuple(prefixes)))
+            return f
+
+        return register(func) if func is not None else register
+
+    @overload
+    def on_invalidate(self, func: F, /) -> F: ...
+    @overload
+    def on_invalidate(
+        self, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
+    ) -> Callable[[F], F]: ...
+
+    def on_invalidate(
+        self, func: F | None = None, /, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
+    ) -> F | Callable[[F], F]:
+        """Register ``func(event: Invalidation)`` for invalidation events."""
+
+        def register(f: F) -> F:
+            self._invalidate_listeners.append(_Listener(f, tuple(keys), tuple(prefixes)))
+            return f
+
+        return register(func) if func is not None else register
+
+    def on_resync(self, func: F) -> F:
+        """Register ``func(event: Resync)``, called after every resync that moved versions."""
+        self._resync_listeners.append(func)
+        return func
+
+    def register_cache(self, cache: CacheHook) -> None:
+        """Deliver invalidations and link health to a local cache."""
+        self._caches.append(cache)
+        cache.set_trusted(self._link.connected and self._ready.is_set())
+
+    def unregister_cache(self, cache: CacheHook) -> None:
+        if cache in self._caches:
+            self._caches.remove(cache)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> AsyncSubscriber[ModelT]:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self, timeout: float | None = 10.0) -> None:
+        """Subscribe and return once the first snapshot is loaded."""
+        if self._task is None:
+            self._closing = False
+            self._pubsub = self.redis.pubsub()
+            self._task = asyncio.create_task(self._run(), name=f"hotreload-sub-{self.namespace}")
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            reason = self.last_error or self._link.last_failure or "no snapshot yet"
+            await self.aclose()
+            raise StartTimeout(
+                f"subscriber of {self.namespace!r} not ready after {timeout}s: {reason}"
+            ) from None
+
+    async def wait_for_version(self, version: int, timeout: float = 10.0) -> None:
+        """Wait until `version` reaches ``version`` (handy in tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while self.version < version:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"version {self.version} < {version} after {timeout}s")
+            await asyncio.sleep(0.005)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.aclose()
+            except REDIS_ERRORS:
+                pass
+            self._pubsub = None
+        if self._own_client:
+            await self.redis.aclose()
+        self._set_connected(False, "closed")
+
+    # ------------------------------------------------------------------ the reader loop
+
+    async def _run(self) -> None:
+        pubsub = self._pubsub
+        if pubsub is None:  # pragma: no cover - start() sets it
+            raise RuntimeError("subscriber not started")
+        loop = asyncio.get_running_loop()
+        backoff = 0.05
+        while not self._closing:
+            try:
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(self.keys.channel)
+                msg = await pubsub.get_message(timeout=POLL_SECONDS)
+                now = loop.time()
+                if msg is not None:
+                    self._link.last_rx = now
+                    self._link.ping_sent = None
+                    await self._on_pubsub(msg)
+                await self._tick(pubsub, loop.time())
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing may kill the subscriber
+                if isinstance(exc, REDIS_ERRORS):
+                    self._link_failed(describe_error(exc))
+                else:
+                    log.exception("subscriber of %s: unexpected error; resyncing",
+                                  self.namespace,
+                                  extra={"action": "error", "namespace": self.namespace})
+                    self._link_failed("internal error")
+                # Any failure means "we may have missed something": drop the pubsub link so that
+                # redis-py re-subscribes, and its confirmation triggers a full resync.
+                await _drop(pubsub)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._tuning.reconnect_backoff_max)
+
+    async def _on_pubsub(self, msg: Mapping[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "message":
+            await self._on_message(msg["data"])
+        elif kind == "subscribe":
+            if self._link.ever_connected:
+                self.stats.reconnects += 1
+                log.info("subscriber of %s re-subscribed; resyncing", self.namespace,
+                         extra={"action": "reconnected", "namespace": self.namespace})
+            self._link.ever_connected = True
+            self._set_connected(True, "subscribed")
+            await self._resync("subscribed")
+
+    async def _tick(self, pubsub: PubSub, now: float) -> None:
+        link = self._link
+        if not link.connected:
+            return
+        if link.ping_sent is not None:
+            if now - link.ping_sent > self._tuning.heartbeat_timeout:
+                self.stats.heartbeat_timeouts += 1
+                link.ping_sent = None
+                log.warning("subscriber of %s: no heartbeat reply in %.1fs; reconnecting",
+                            self.namespace, self._tuning.heartbeat_timeout,
+                            extra={"action": "heartbeat_timeout", "namespace": self.namespace})
+                self._link_failed("heartbeat timeout")
+                await _drop(pubsub)
+                return
+        elif now - link.last_rx > self._tuning.heartbeat_interval:
+            link.ping_sent = now
+            await pubsub.ping(HEARTBEAT_MESSAGE)
+        if now >= link.next_version_check:
+            link.next_version_check = now + self._tuning.version_check_interval
+            try:
+                server = int(await self.redis.hget(self.keys.snapshot, "version") or 0)
+            except REDIS_ERRORS as exc:
+                log.debug("version check failed: %s", describe_error(exc))
+                return
+            if server != self._raw_version:
+                await self._resync("version check")
+
+    def _link_failed(self, reason: str) -> None:
+        self._link.last_failure = reason
+        self._link.errors += 1
+        self._set_connected(False, reason)
+
+    def _set_connected(self, up: bool, reason: str) -> None:
+        link = self._link
+        if up:
+            link.down_logged = False
+            link.connected = True
+            return  # caches are trusted again only after the resync
+        if link.connected or not link.down_logged:
+            if not self._closing:
+                log.warning("subscriber of %s: link down (%s); will resync on reconnect",
+                            self.namespace, reason,
+                            extra={"action": "disconnected", "namespace": self.namespace})
+            link.down_logged = True
+        link.connected = False
+        for cache in self._caches:
+            cache.set_trusted(False)
+
+    # ------------------------------------------------------------------ events
+
+    async def _on_message(self, data: bytes) -> None:
+        try:
+            env = p.decode_envelope(data, hmac_key=self._hmac, max_bytes=self._max_bytes)
+            if env.namespace != self.namespace:
+                raise ProtocolError(f"event for namespace {env.namespace!r}")
+        except ProtocolError as exc:
+            self.stats.rejected_messages += 1
+            log.warning("subscriber of %s: ignored a message: %s", self.namespace, exc,
+                        extra={"action": "rejected_message", "namespace": self.namespace})
+            return
+        if env.version <= self._raw_version:
+            return  # already applied (duplicate, or covered by a snapshot)
+        if env.version == self._raw_version + 1:
+            await self._apply(env)
+        else:
+            await self._resync(f"gap: have v{self._raw_version}, got v{env.version}")
+
+    async def _apply(self, env: p.Envelope, *, replay: bool = False) -> None:
+        self._raw_version = env.version
+        if env.kind == "invalidate":
+            self.stats.invalidations += 1
+            if self.last_error is None:
+                cur = self._current
+                self._current = _Current(env.version, cur.flat, cur.settings, cur.index)
+            inv = Invalidation(self.namespace, env.version, env.keys, env.prefixes, env.all,
+                               env.origin, env.source)
+            await self._deliver_invalidation(inv)
+            return
+        self.stats.events += 1
+        self._raw_flat = p.apply_changes(self._raw_flat, env.changes)
+        await self._settle(env.version, env.changes, env.source, env.origin, env.ts, False)
+
+    async def _settle(self, version: int, changes: tuple[p.Change, ...] | None, source: str,
+                      origin: str, ts: float, resync: bool) -> None:
+        """Validate the raw state; swap it in if valid, keep the last good one if not."""
+        old = self._current
+        recovering = self.last_error is not None
+        try:
+            new = self._build(version, self._raw_flat)
+        except SettingsRejected as exc:
+            self.stats.rejected_settings += 1
+            self.last_error = str(exc)
+            log.error("subscriber of %s: rejected v%d, keeping v%d: %s", self.namespace,
+                      version, old.version, exc,
+                      extra={"action": "rejected", "namespace": self.namespace,
+                             "version": version})
+            return
+        self.last_error = None
+        self._swap(new)
+        if changes is None or recovering:
+            changes = p.diff(old.flat, new.flat)
+        if changes:
+            await self._notify_change(SettingsChange(self.namespace, version, changes,
+                                                     old.settings, new.settings, source,
+                                                     origin, ts, resync))
+
+    def _empty_settings(self) -> Any:
+        return self._build(0, {}).settings if self.model is None else None
+
+    def _build(self, version: int, flat: dict[str, Any]) -> _Current:
+        nested = p.unflatten(flat)
+        index: dict[str, Any] = {}
+        if self.model is None:
+            settings: Any = freeze(nested, index)
+        else:
+            try:
+                settings = self.model.model_validate(nested)
+            except pydantic.ValidationError as exc:
+                raise SettingsRejected(_describe_validation(exc)) from None
+            freeze(settings.model_dump(), index)
+        return _Current(version, flat, settings, index)
+
+    def _swap(self, new: _Current) -> None:
+        self._current = new
+        self.get = new.index.get
+        for hook in self._swap_hooks:
+            hook(new)
+
+    # ------------------------------------------------------------------ resync
+
+    async def _resync(self, reason: str) -> None:
+        """Catch up with the server: replay from the log, else reload the snapshot."""
+        self.stats.resyncs += 1
+        for cache in self._caches:
+            cache.set_trusted(False)
+        start = self._raw_version
+        server = int(await self.redis.hget(self.keys.snapshot, "version") or 0)
+        replayed = False
+        if start >= 0 and server > start:
+            replayed = await self._replay(start, server)
+        if start < 0 or server != self._raw_version and not replayed:
+            await self._reload(reason)
+        if self._raw_version >= 0 and self._current.settings is not None:
+            self._ready.set()  # else: no valid settings at all yet; stay not ready
+        if self._link.connected:
+            for cache in self._caches:
+                cache.set_trusted(True)
+        if start != self._raw_version:
+            log.info("subscriber of %s resynced v%d -> v%d (%s, %s)", self.namespace, start,
+                     self._raw_version, reason, "replayed" if replayed else "snapshot",
+                     extra={"action": "resynced", "namespace": self.namespace,
+                            "version": self._raw_version})
+            event = Resync(self.namespace, reason, start, self._raw_version, replayed)
+            for func in self._resync_listeners:
+                await self._call(func, event)
+
+    async def _replay(self, have: int, upto: int) -> bool:
+        entries = await self.redis.xrange(self.keys.log, min=f"{have + 1}", max=f"{upto}")
+        envs: list[p.Envelope] = []
+        for _id, fields in entries:
+            try:
+                env = p.decode_envelope(fields.get(b"e", b""), hmac_key=self._hmac,
+                                        max_bytes=self._max_bytes)
+            except ProtocolError as exc:
+                log.warning("subscriber of %s: bad log entry: %s", self.namespace, exc)
+                return False
+            envs.append(env)
+        if [e.version for e in envs] != list(range(have + 1, upto + 1)):
+            return False  # trimmed (or reset): fall back to the snapshot
+        self.stats.replays += 1
+        for env in envs:
+            await self._apply(env, replay=True)
+        return True
+
+    async def _reload(self, reason: str) -> None:
+        fields = await self.redis.hgetall(self.keys.snapshot)
+        try:
+            snap = p.decode_snapshot(self.namespace, fields, hmac_key=self._hmac)
+        except ProtocolError as exc:
+            self.stats.rejected_messages += 1
+            self.last_error = str(exc)
+            log.error("subscriber of %s: snapshot rejected, keeping v%d: %s", self.namespace,
+                      self.version, exc, extra={"action": "rejected", "namespace": self.namespace})
+            return
+        self.stats.reloads += 1
+        first = self._raw_version < 0
+        self._raw_version = snap.version
+        self._raw_flat = snap.flat
+        if not first:
+            # Events were missed and could not be replayed: caches must forget everything.
+            await self._deliver_invalidation(Invalidation(
+                self.namespace, snap.version, all=True, source="resync", reason="resync"))
+        await self._settle(snap.version, None, "snapshot", "", snap.updated_at, not first)
+        if self.last_error is None and self._current.version != snap.version:
+            cur = self._current
+            self._current = _Current(snap.version, cur.flat, cur.settings, cur.index)
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _deliver_invalidation(self, inv: Invalidation) -> None:
+        for cache in self._caches:
+            try:
+                cache.invalidate(inv)
+            except Exception:
+                self.stats.listener_errors += 1
+                log.exception("cache hook failed on an invalidation")
+        for lst in self._invalidate_listeners:
+            if (inv.all or not (lst.keys or lst.prefixes)
+                    or any(p.key_matches(k, lst.keys, lst.prefixes) for k in inv.keys)
+                    or any(x.startswith(q) or q.startswith(x)
+                           for x in inv.prefixes for q in (*lst.keys, *lst.prefixes))):
+                await self._call(lst.func, inv)
+
+    async def _notify_change(self, change: SettingsChange) -> None:
+        for lst in self._change_listeners:
+            if change.matches(lst.keys, lst.prefixes):
+                await self._call(lst.func, change)
+
+    async def _call(self, func: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            result = func(arg)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            self.stats.listener_errors += 1
+            log.exception("listener %s failed", getattr(func, "__qualname__", func),
+                          extra={"action": "listener_error", "namespace": self.namespace})
+
+
+async def _drop(pubsub: PubSub) -> None:
+    """Close the pubsub socket; the next read reconnects and re-subscribes."""
+    if pubsub.connection is not None:
+        try:
+            await pubsub.connection.disconnect()
+        except Exception as exc:  # noqa: BLE001 - already failing; reconnect will tell
+            log.debug("closing the pubsub link failed: %s", describe_error(exc))
+
+
+def _describe_validation(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Subscriber(Generic[ModelT]):
+    """The synchronous facade: runs an `AsyncSubscriber` on one background thread.
+
+    Listeners registered here are called on that thread; keep them short.
+    """
+
+    get: Callable[..., Any]
+
+    def __init__(
+        self,
+        config: HotReloadConfig | str | None = None,
+        *,
+        namespace: str | None = None,
+        model: type[ModelT] | None = None,
+    ) -> None:
+        self._thread = LoopThread(name="hotreload-subscriber")
+        try:
+            self._core: AsyncSubscriber[ModelT] = self._thread.run(
+                _build_subscriber(config, namespace, model))
+        except BaseException:
+            self._thread.stop()
+            raise
+        self.get = self._core.get
+        self._core._swap_hooks.append(self._on_swap)
+
+    def _on_swap(self, new: _Current) -> None:
+        self.get = new.index.get
+
+    @property
+    def core(self) -> AsyncSubscriber[ModelT]:
+        return self._core
+
+    @property
+    def namespace(self) -> str:
+        return self._core.namespace
+
+    @property
+    def settings(self) -> Any:
+        return self._core.settings
+
+    @property
+    def version(self) -> int:
+        return self._core.version
+
+    @property
+    def received_version(self) -> int:
+        return self._core.received_version
+
+    @property
+    def last_error(self) -> str | None:
+        return self._core.last_error
+
+    @property
+    def connected(self) -> bool:
+        return self._core.connected
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._core.as_dict()
+
+    def status(self) -> dict[str, Any]:
+        return self._core.status()
+
+    def __enter__(self) -> Subscriber[ModelT]:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, timeout: float | None = 10.0) -> None:
+        try:
+            self._thread.run(self._core.start(timeout))
+        except BaseException:
+            self._thread.stop()
+            raise
+
+    def wait_for_version(self, version: int, timeout: float = 10.0) -> None:
+        self._thread.run(self._core.wait_for_version(version, timeout))
+
+    def close(self) -> None:
+        if self._thread.running:
+            try:
+                self._thread.run(self._core.aclose(), timeout=10)
+            finally:
+                self._thread.stop()
+
+    def on_change(self, func: F | None = None, /, *, keys: Sequence[str] = (),
+                  prefixes: Sequence[str] = ()) -> Any:
+        """Register a (sync) change listener; see `AsyncSubscriber.on_change`."""
+        if func is not None:
+            return self._core.on_change(func)
+        return self._core.on_change(keys=keys, prefixes=prefixes)
+
+    def on_invalidate(self, func: F | None = None, /, *, keys: Sequence[str] = (),
+                      prefixes: Sequence[str] = ()) -> Any:
+        if func is not None:
+            return self._core.on_invalidate(func)
+        return self._core.on_invalidate(keys=keys, prefixes=prefixes)
+
+    def on_resync(self, func: F) -> F:
+        return self._core.on_resync(func)
+
+    def register_cache(self, cache: CacheHook) -> None:
+        self._thread.loop.call_soon_threadsafe(self._core.register_cache, cache)
+
+    def run_coroutine(self, coro: Awaitable[Any]) -> Any:
+        """Run a coroutine on the subscriber's loop (for integrations such as the cache)."""
+        return self._thread.run(cast(Any, coro))
+
+    @property
+    def loop_thread(self) -> LoopThread:
+        return self._thread
+
+
+async def _build_subscriber(config: HotReloadConfig | str | None, namespace: str | None,
+                            model: type[ModelT] | None) -> AsyncSubscriber[ModelT]:
+    return AsyncSubscriber(config, namespace=namespace, model=model)
