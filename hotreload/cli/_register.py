@@ -1,0 +1,12 @@
+"""Which command modules make up the CLI (one import per module)."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    from . import core
+
+    for command in core.COMMANDS:
+        group.add_command(command)
