@@ -30,7 +30,7 @@ class FrozenSettings(Mapping[str, Any]):
         if isinstance(other, FrozenSettings):
             return self._data == other._data
         if isinstance(other, Mapping):
-            return to_plain(self) == dict(other)
+            return bool(to_plain(self) == dict(other))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
@@ -66,7 +66,7 @@ def freeze(nested: Mapping[str, Any], index: dict[str, Any], prefix: str = "") -
 
 
 def _freeze_list(values: list[Any]) -> tuple[Any, ...]:
-    out = []
+    out: list[Any] = []
     for v in values:
         if isinstance(v, Mapping):
             out.append(freeze(v, {}))

@@ -85,9 +85,12 @@ class RedisSettings(_Section):
 class SubscriberSettings(_Section):
     """Liveness and resync tuning of subscribers."""
 
-    heartbeat_interval: float = Field(1.0, gt=0, description="PING the pubsub link after this much silence")
-    heartbeat_timeout: float = Field(3.0, gt=0, description="reconnect if no reply within this")
-    version_check_interval: float = Field(5.0, gt=0, description="compare the server's version")
+    #: PING the pubsub link after this much silence (seconds).
+    heartbeat_interval: float = Field(1.0, gt=0)
+    #: Reconnect (and resync) when a PING gets no reply within this many seconds.
+    heartbeat_timeout: float = Field(3.0, gt=0)
+    #: Compare the server's version with ours this often (seconds), as a backstop.
+    version_check_interval: float = Field(5.0, gt=0)
     reconnect_backoff_max: float = Field(5.0, gt=0)
 
 
@@ -156,7 +159,7 @@ class DaemonSettings(_Section):
     log_format: Literal["text", "json"] = "text"
 
 
-_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("hotreload_yaml_data", default={})
+_YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("hotreload_yaml_data", default=None)
 
 
 class _YamlData(PydanticBaseSettingsSource):
@@ -164,7 +167,7 @@ class _YamlData(PydanticBaseSettingsSource):
         return None, field_name, False  # pragma: no cover - __call__ does the work
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_YAML_DATA.get())
+        return dict(_YAML_DATA.get() or {})
 
 
 class HotReloadConfig(BaseSettings):

@@ -384,6 +384,24 @@ def _str_list(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def decode_log(
+    namespace: str,
+    entries: Iterable[Any],
+    *,
+    hmac_key: bytes | None = None,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> list[Envelope]:
+    """Decode ``XRANGE`` entries of a namespace's log (field ``e`` holds the envelope)."""
+    out = []
+    for _id, fields in entries:
+        data = (fields or {}).get(b"e") or (fields or {}).get("e") or b""
+        env = decode_envelope(data, hmac_key=hmac_key, max_bytes=max_bytes)
+        if env.namespace != namespace:
+            raise ProtocolError(f"log of {namespace!r} holds an event of {env.namespace!r}")
+        out.append(env)
+    return out
+
+
 def envelope_from_json(obj: Any) -> Envelope:
     """Build an `Envelope` from decoded JSON, checking every field."""
     if not isinstance(obj, dict):
@@ -434,7 +452,7 @@ def _change_from_json(obj: Any) -> Change:
         check_key(key)
     except ProtocolError as exc:
         raise ProtocolError(f"change has {exc}") from None
-    old = obj["old"] if "old" in obj else MISSING
+    old = obj.get("old", MISSING)
     if op == "set":
         if "new" not in obj:
             raise ProtocolError(f"set of {key!r} without 'new'")

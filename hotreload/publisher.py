@@ -25,7 +25,7 @@ from . import protocol as p
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import make_client, wrap_errors
-from .errors import ConflictError, HistoryError
+from .errors import ConflictError, HistoryError, ProtocolError
 
 log = logging.getLogger("hotreload.publisher")
 
@@ -139,17 +139,9 @@ class AsyncPublisher:
             if since:
                 entries = await self.redis.xrange(key, min=f"{since + 1}", max="+")
             else:
-                entries = list(reversed(await self.redis.xrevrange(key, count=limit)))
-        return [self._decode_entry(ns, entry) for entry in entries]
-
-    def _decode_entry(self, namespace: str, entry: tuple[bytes, dict[bytes, bytes]]) -> p.Envelope:
-        env = p.decode_envelope(
-            entry[1].get(b"e", b""), hmac_key=self._hmac,
-            max_bytes=self.config.security.max_message_bytes,
-        )
-        if env.namespace != namespace:
-            raise p.ProtocolError(f"log of {namespace!r} holds an event of {env.namespace!r}")
-        return env
+                entries = list(reversed(await self.redis.xrevrange(key, count=limit) or []))
+        return p.decode_log(ns, entries or [], hmac_key=self._hmac,
+                            max_bytes=self.config.security.max_message_bytes)
 
     async def subscribers(self, namespace: str | None = None) -> int:
         """How many connections listen on the namespace's channel."""
@@ -290,7 +282,7 @@ class AsyncPublisher:
                              ts=now)
         data = p.encode_envelope(env, self._hmac)
         if len(data) > self.config.security.max_message_bytes:
-            raise p.ProtocolError(
+            raise ProtocolError(
                 f"event of {len(data)} bytes exceeds security.max_message_bytes "
                 f"({self.config.security.max_message_bytes}); publish fewer keys at once"
             )

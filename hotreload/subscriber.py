@@ -20,14 +20,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import pydantic
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from . import protocol as p
-from ._frozen import FrozenSettings, freeze, to_plain
+from ._frozen import freeze, to_plain
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import REDIS_ERRORS, describe_error, make_client
@@ -223,16 +223,9 @@ class AsyncSubscriber(Generic[ModelT]):
 
     # ------------------------------------------------------------------ registration
 
-    @overload
-    def on_change(self, func: F, /) -> F: ...
-    @overload
-    def on_change(
-        self, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
-    ) -> Callable[[F], F]: ...
-
     def on_change(
         self, func: F | None = None, /, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Register ``func(change: SettingsChange)``; with keys/prefixes, only for those."""
 
         def register(f: F) -> F:
@@ -241,16 +234,9 @@ class AsyncSubscriber(Generic[ModelT]):
 
         return register(func) if func is not None else register
 
-    @overload
-    def on_invalidate(self, func: F, /) -> F: ...
-    @overload
-    def on_invalidate(
-        self, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
-    ) -> Callable[[F], F]: ...
-
     def on_invalidate(
         self, func: F | None = None, /, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Register ``func(event: Invalidation)`` for invalidation events."""
 
         def register(f: F) -> F:
@@ -316,7 +302,7 @@ class AsyncSubscriber(Generic[ModelT]):
                 pass
         if self._pubsub is not None:
             try:
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             except REDIS_ERRORS:
                 pass
             self._pubsub = None
@@ -346,7 +332,7 @@ class AsyncSubscriber(Generic[ModelT]):
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - nothing may kill the subscriber
+            except Exception as exc:
                 if isinstance(exc, REDIS_ERRORS):
                     self._link_failed(describe_error(exc))
                 else:
@@ -513,7 +499,7 @@ class AsyncSubscriber(Generic[ModelT]):
         replayed = False
         if start >= 0 and server > start:
             replayed = await self._replay(start, server)
-        if start < 0 or server != self._raw_version and not replayed:
+        if start < 0 or (server != self._raw_version and not replayed):
             await self._reload(reason)
         if self._raw_version >= 0 and self._current.settings is not None:
             self._ready.set()  # else: no valid settings at all yet; stay not ready
@@ -531,15 +517,12 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def _replay(self, have: int, upto: int) -> bool:
         entries = await self.redis.xrange(self.keys.log, min=f"{have + 1}", max=f"{upto}")
-        envs: list[p.Envelope] = []
-        for _id, fields in entries:
-            try:
-                env = p.decode_envelope(fields.get(b"e", b""), hmac_key=self._hmac,
-                                        max_bytes=self._max_bytes)
-            except ProtocolError as exc:
-                log.warning("subscriber of %s: bad log entry: %s", self.namespace, exc)
-                return False
-            envs.append(env)
+        try:
+            envs = p.decode_log(self.namespace, entries or [], hmac_key=self._hmac,
+                                max_bytes=self._max_bytes)
+        except ProtocolError as exc:
+            log.warning("subscriber of %s: bad log entry: %s", self.namespace, exc)
+            return False
         if [e.version for e in envs] != list(range(have + 1, upto + 1)):
             return False  # trimmed (or reset): fall back to the snapshot
         self.stats.replays += 1
@@ -607,7 +590,7 @@ async def _drop(pubsub: PubSub) -> None:
     if pubsub.connection is not None:
         try:
             await pubsub.connection.disconnect()
-        except Exception as exc:  # noqa: BLE001 - already failing; reconnect will tell
+        except Exception as exc:
             log.debug("closing the pubsub link failed: %s", describe_error(exc))
 
 
