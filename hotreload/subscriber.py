@@ -442,7 +442,7 @@ class AsyncSubscriber(Generic[ModelT]):
         await self._settle(env.version, env.changes, env.source, env.origin, env.ts, False)
 
     async def _settle(self, version: int, changes: tuple[p.Change, ...] | None, source: str,
-                      origin: str, ts: float, resync: bool) -> None:
+                      origin: str, ts: float, resync: bool, notify: bool = True) -> None:
         """Validate the raw state; swap it in if valid, keep the last good one if not."""
         old = self._current
         recovering = self.last_error is not None
@@ -458,6 +458,8 @@ class AsyncSubscriber(Generic[ModelT]):
             return
         self.last_error = None
         self._swap(new)
+        if not notify:
+            return  # the initial load is not a change
         if changes is None or recovering:
             changes = p.diff(old.flat, new.flat)
         if changes:
@@ -542,13 +544,23 @@ class AsyncSubscriber(Generic[ModelT]):
             return
         self.stats.reloads += 1
         first = self._raw_version < 0
+        if snap.version == 0 and not first:
+            # Redis lost the namespace (restart without persistence, flush): keep serving the
+            # last known settings until a publisher writes the namespace again.
+            self._raw_version, self._raw_flat = 0, {}
+            self.last_error = ("the namespace has no snapshot on the server (Redis restarted "
+                               "or flushed?); keeping the last known settings")
+            log.warning("subscriber of %s: %s", self.namespace, self.last_error,
+                        extra={"action": "reset", "namespace": self.namespace})
+            return
         self._raw_version = snap.version
         self._raw_flat = snap.flat
         if not first:
             # Events were missed and could not be replayed: caches must forget everything.
             await self._deliver_invalidation(Invalidation(
                 self.namespace, snap.version, all=True, source="resync", reason="resync"))
-        await self._settle(snap.version, None, "snapshot", "", snap.updated_at, not first)
+        await self._settle(snap.version, None, "snapshot", "", snap.updated_at, not first,
+                           notify=not first or self._ready.is_set())
         if self.last_error is None and self._current.version != snap.version:
             cur = self._current
             self._current = _Current(snap.version, cur.flat, cur.settings, cur.index)

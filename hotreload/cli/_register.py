@@ -6,7 +6,7 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from . import core
+    from . import core, demo
 
-    for command in core.COMMANDS:
+    for command in [*core.COMMANDS, *demo.COMMANDS]:
         group.add_command(command)

@@ -2,6 +2,322 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
-COMMANDS: list[click.Command] = []
+from .. import protocol as p
+from ..config import HotReloadConfig
+from ..errors import DocumentError
+from ..publisher import AsyncPublisher
+from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
+from ._base import State, handle_errors, namespace_option
+
+T = TypeVar("T")
+
+
+def _run(state: State, namespace: str | None,
+         body: Callable[[AsyncPublisher], Awaitable[T]]) -> T:
+    """Run ``body`` with a publisher for the config (and namespace) of this invocation."""
+
+    async def go() -> T:
+        async with AsyncPublisher(state.config, namespace=namespace, source="cli") as pub:
+            return await body(pub)
+
+    return asyncio.run(go())
+
+
+def parse_value(text: str) -> Any:
+    """``KEY=VALUE`` values: JSON if it parses (``20``, ``true``, ``[1,2]``), else a string."""
+    try:
+        return p.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def read_document(path: str) -> dict[str, Any]:
+    """A settings document (YAML, JSON or TOML by extension), checked like the daemon does."""
+    from ..documents import load_document
+
+    return load_document(Path(path)).document
+
+
+def _ts(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _value(value: Any) -> str:
+    return "(absent)" if value is p.MISSING else json.dumps(value, ensure_ascii=False)
+
+
+def describe_envelope(env: p.Envelope) -> str:
+    head = f"v{env.version} {_ts(env.ts)} {env.kind} source={env.source} origin={env.origin}"
+    if env.kind == "config":
+        parts = [
+            f"{c.key}: {_value(c.old)} -> {_value(c.new)}" if c.op == "set"
+            else f"{c.key}: deleted (was {_value(c.old)})"
+            for c in env.changes
+        ]
+    else:
+        parts = (["everything"] if env.all else []) + list(env.keys) + [
+            f"{x}*" for x in env.prefixes]
+    return f"{head}  " + ", ".join(parts)
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, sort_keys=True))
+
+
+@click.command()
+@namespace_option
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--delete", "deletes", multiple=True, metavar="KEY", help="Delete a key (repeat).")
+@click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
+              help="Make the namespace exactly this YAML/JSON/TOML document (publish its diff).")
+@click.option("--merge", is_flag=True, help="With --file: only set the document's keys.")
+@click.pass_obj
+@handle_errors
+def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
+            deletes: tuple[str, ...], file_: str | None, merge: bool) -> None:
+    """Publish settings changes as one event (VALUE is JSON, else a string)."""
+    sets = parse_assignments(assignments)
+    document = read_document(file_) if file_ else None
+    if document is None and not sets and not deletes:
+        raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")
+
+    async def body(pub: AsyncPublisher) -> p.Envelope | None:
+        if document is not None and not merge:
+            base = p.update(p.flatten(document), sets, deletes)
+            result = await pub.replace(p.unflatten(base))
+        else:
+            merged = {**p.flatten(document or {}), **sets}
+            result = await pub.publish(merged, deletes)
+        if result.version is None:
+            return None
+        return p.Envelope(result.namespace, result.version, "config", changes=result.changes)
+
+    env = _run(state, namespace, body)
+    if env is None:
+        click.echo("no change")
+    else:
+        click.echo(f"published v{env.version} ({len(env.changes)} change"
+                   f"{'' if len(env.changes) == 1 else 's'})")
+
+
+@click.command()
+@namespace_option
+@click.argument("keys", nargs=-1)
+@click.option("--prefix", "prefixes", multiple=True, help="Invalidate every key with this prefix.")
+@click.option("--all", "everything", is_flag=True, help="Invalidate every cached entry.")
+@click.pass_obj
+@handle_errors
+def invalidate(state: State, namespace: str | None, keys: tuple[str, ...],
+               prefixes: tuple[str, ...], everything: bool) -> None:
+    """Tell every subscriber's cache to drop KEYs (and/or prefixes)."""
+    if not (keys or prefixes or everything):
+        raise click.UsageError("give KEYs, --prefix or --all")
+    result = _run(state, namespace, lambda pub: pub.invalidate(keys, prefixes,
+                                                              everything=everything))
+    click.echo(f"published v{result.version} (invalidate)")
+
+
+@click.command()
+@namespace_option
+@click.argument("key", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@handle_errors
+def get(state: State, namespace: str | None, key: str | None, as_json: bool) -> None:
+    """Print the published settings, or one KEY (dotted) of them."""
+    snap = _run(state, namespace, lambda pub: pub.snapshot())
+    value: Any = snap.settings
+    if key:
+        flat = snap.flat
+        if key in flat:
+            value = flat[key]
+        else:
+            sub = {k[len(key) + 1:]: v for k, v in flat.items() if k.startswith(key + ".")}
+            if not sub:
+                raise DocumentError(f"key {key!r} not found in {snap.namespace!r} "
+                                    f"(v{snap.version})")
+            value = p.unflatten(sub)
+    if as_json:
+        _echo_json({"namespace": snap.namespace, "version": snap.version, "key": key,
+                    "value": value} if key else
+                   {"namespace": snap.namespace, "version": snap.version,
+                    "checksum": snap.checksum, "settings": value})
+    elif isinstance(value, dict):
+        import yaml
+
+        click.echo(yaml.safe_dump(value, sort_keys=True, allow_unicode=True).rstrip()
+                   if value else "{}")
+    else:
+        click.echo(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+
+
+@click.command()
+@namespace_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON envelope per line.")
+@click.pass_obj
+@handle_errors
+def history(state: State, namespace: str | None, limit: int, as_json: bool) -> None:
+    """Print the newest events of the log, oldest first."""
+    events = _run(state, namespace, lambda pub: pub.history(limit=limit))
+    for env in events:
+        click.echo(json.dumps(env.to_json(), ensure_ascii=False) if as_json
+                   else describe_envelope(env))
+    if not events and not as_json:
+        click.echo("no events")
+
+
+@click.command()
+@namespace_option
+@click.argument("version", type=click.IntRange(0))
+@click.pass_obj
+@handle_errors
+def rollback(state: State, namespace: str | None, version: int) -> None:
+    """Publish the settings as they were at VERSION (as a new version)."""
+    result = _run(state, namespace, lambda pub: pub.rollback(version))
+    if result.version is None:
+        click.echo(f"no change: the settings are already those of v{version}")
+    else:
+        click.echo(f"published v{result.version} (rollback to v{version}, "
+                   f"{len(result.changes)} changes)")
+
+
+@click.command()
+@namespace_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--max-events", type=click.IntRange(1), default=None,
+              help="Exit after this many applied events.")
+@click.pass_obj
+@handle_errors
+def tail(state: State, namespace: str | None, as_json: bool, max_events: int | None) -> None:
+    """Follow a namespace through a real subscriber: one line per applied event."""
+    asyncio.run(_tail(state.config, namespace, as_json, max_events))
+
+
+async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
+                max_events: int | None) -> None:
+    sub: AsyncSubscriber[Any] = AsyncSubscriber(config, namespace=namespace)
+    done = asyncio.Event()
+    seen = 0
+
+    def count() -> None:
+        nonlocal seen
+        seen += 1
+        if max_events is not None and seen >= max_events:
+            done.set()
+
+    @sub.on_change
+    def _change(ch: SettingsChange) -> None:
+        if as_json:
+            _echo_json({"type": "change", "namespace": ch.namespace, "version": ch.version,
+                        "resync": ch.resync, "source": ch.source, "origin": ch.origin,
+                        "changes": [c.to_json() for c in ch.changes]})
+        else:
+            env = p.Envelope(ch.namespace, ch.version, "config", changes=ch.changes,
+                             source=ch.source, origin=ch.origin, ts=ch.ts)
+            click.echo(describe_envelope(env) + ("  (resync)" if ch.resync else ""))
+        count()
+
+    @sub.on_invalidate
+    def _invalidate(inv: Invalidation) -> None:
+        if as_json:
+            _echo_json({"type": "invalidate", "namespace": inv.namespace, "version": inv.version,
+                        "keys": list(inv.keys), "prefixes": list(inv.prefixes), "all": inv.all,
+                        "reason": inv.reason, "origin": inv.origin})
+        else:
+            env = p.Envelope(inv.namespace, inv.version, "invalidate", keys=inv.keys,
+                             prefixes=inv.prefixes, all=inv.all, source=inv.source,
+                             origin=inv.origin)
+            click.echo(describe_envelope(env).replace(f" {_ts(0)}", ""))
+        count()
+
+    @sub.on_resync
+    def _resync(ev: Resync) -> None:
+        how = "replayed from the log" if ev.replayed else "reloaded the snapshot"
+        if as_json:
+            _echo_json({"type": "resync", "namespace": ev.namespace, "version": ev.to_version,
+                        "from_version": ev.from_version, "reason": ev.reason,
+                        "replayed": ev.replayed})
+        else:
+            click.echo(f"# resync v{ev.from_version} -> v{ev.to_version} ({ev.reason}; {how})")
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    async with sub:
+        if as_json:
+            _echo_json({"type": "ready", "namespace": sub.namespace, "version": sub.version})
+        else:
+            click.echo(f"# following {sub.namespace} from v{sub.version} (Ctrl-C to stop)")
+        await done.wait()
+
+
+@click.command()
+@namespace_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@handle_errors
+def status(state: State, namespace: str | None, as_json: bool) -> None:
+    """Namespace, version, checksum, subscribers listening (and daemons, if any)."""
+    config = state.config
+
+    async def body(pub: AsyncPublisher) -> dict[str, Any]:
+        snap = await pub.snapshot()
+        info: dict[str, Any] = {
+            "namespace": snap.namespace,
+            "version": snap.version,
+            "checksum": snap.checksum,
+            "updated_at": _ts(snap.updated_at) if snap.updated_at else None,
+            "keys": len(snap.flat),
+            "subscribers": await pub.subscribers(),
+            "redis": config.redis.display_url(),
+        }
+        info["daemons"] = await _daemons(config)
+        return info
+
+    info = _run(state, namespace, body)
+    if as_json:
+        _echo_json(info)
+        return
+    for key in ("namespace", "version", "checksum", "updated_at", "keys", "subscribers", "redis"):
+        click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")
+    for d in info["daemons"]:
+        click.echo(f"daemon:      {_describe_daemon(d)}")
+
+
+async def _daemons(config: HotReloadConfig) -> list[dict[str, Any]]:
+    try:
+        from ..daemon import read_daemon_status
+    except ImportError:  # pragma: no cover - the daemon module ships with the package
+        return []
+    result: list[dict[str, Any]] = await read_daemon_status(config)
+    return result
+
+
+def _describe_daemon(d: dict[str, Any]) -> str:
+    line = f"{d.get('host', '?')}:{d.get('pid', '?')} role={d.get('role', '?')}"
+    errors = [f"{name}: {err}" for name, err in (d.get("errors") or {}).items() if err]
+    return line + ("  errors: " + "; ".join(errors) if errors else "")
+
+
+COMMANDS: list[click.Command] = [publish, invalidate, get, history, rollback, tail, status]

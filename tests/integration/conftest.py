@@ -1,0 +1,66 @@
+"""Integration fixtures: the real Redis (and PostgreSQL). A missing service fails, never skips."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from hotreload import protocol as p
+from hotreload.config import HotReloadConfig, build_config
+from tests.conftest import REDIS_URL
+
+FAST_SUBSCRIBER = {"heartbeat_interval": 0.5, "heartbeat_timeout": 1.5,
+                   "version_check_interval": 1.0, "reconnect_backoff_max": 0.5}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_is_up() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc} (start it: see .ci/run)")
+
+
+def make_config(url: str = REDIS_URL, protocol: int = 3, **extra: Any) -> HotReloadConfig:
+    data: dict[str, Any] = {"redis": {"url": url, "protocol": protocol},
+                            "subscriber": dict(FAST_SUBSCRIBER)}
+    data.update(extra)
+    return build_config(data)
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def resp(request: pytest.FixtureRequest) -> int:
+    """Run the test on both RESP2 and RESP3."""
+    return int(request.param)
+
+
+@pytest.fixture
+def config(resp: int) -> HotReloadConfig:
+    return make_config(protocol=resp)
+
+
+@pytest.fixture
+def raw_redis() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _cleanup_namespace(namespace: str) -> Iterator[None]:
+    yield
+    keys = p.keys_for(namespace)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(keys.snapshot, keys.log)
+    client.close()
+
+
+@pytest.fixture
+async def apub(config: HotReloadConfig, namespace: str) -> AsyncIterator[Any]:
+    from hotreload import AsyncPublisher
+
+    async with AsyncPublisher(config, namespace=namespace) as pub:
+        yield pub

@@ -1,0 +1,237 @@
+"""Publisher → Redis → Subscriber against the real server, on RESP2 and RESP3."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+from pydantic import BaseModel, Field
+
+from hotreload import (
+    AsyncPublisher,
+    AsyncSubscriber,
+    HotReloadConfig,
+    Invalidation,
+    Publisher,
+    SettingsChange,
+    StartTimeout,
+    Subscriber,
+)
+from hotreload import protocol as p
+from tests.conftest import REDIS_URL, await_until, wait_until
+from tests.integration.conftest import make_config
+
+pytestmark = pytest.mark.integration
+
+
+class DB(BaseModel):
+    host: str = "localhost"
+    pool_size: int = Field(10, ge=1, le=100)
+
+
+class AppSettings(BaseModel):
+    db: DB = DB()
+    name: str = "app"
+
+
+@pytest.fixture
+async def sub(config: HotReloadConfig, namespace: str) -> AsyncIterator[AsyncSubscriber[Any]]:
+    s: AsyncSubscriber[Any] = AsyncSubscriber(config, namespace=namespace)
+    await s.start(timeout=10)
+    yield s
+    await s.aclose()
+
+
+async def test_subscriber_starts_from_the_snapshot_then_follows_events(
+    apub: AsyncPublisher, config: HotReloadConfig, namespace: str
+) -> None:
+    await apub.publish({"db": {"host": "x", "pool_size": 5}, "name": "a"})
+    seen: list[SettingsChange] = []
+    async with AsyncSubscriber(config, namespace=namespace, model=AppSettings) as sub:
+        sub.on_change(seen.append)
+        assert sub.version == 1
+        assert sub.settings == AppSettings(db=DB(host="x", pool_size=5), name="a")
+        assert sub.get("db.pool_size") == 5
+        r = await apub.publish({"db.pool_size": 7, "name": "b"})
+        await sub.wait_for_version(r.version or 0)
+        assert sub.settings.db.pool_size == 7 and sub.settings.name == "b"
+        assert len(seen) == 1 and seen[0].keys == ("db.pool_size", "name")
+        assert seen[0].old_settings.db.pool_size == 5
+        assert seen[0].new_settings.db.pool_size == 7
+
+
+async def test_publishing_the_same_values_sends_nothing(
+    apub: AsyncPublisher, sub: AsyncSubscriber[Any]
+) -> None:
+    first = await apub.publish({"a": 1, "b": [1, 2]})
+    again = await apub.publish({"a": 1, "b": [1, 2]})
+    assert first.version == 1 and again.version is None and not again.changed
+    assert await apub.version() == 1
+    await sub.wait_for_version(1)
+
+
+async def test_several_keys_change_as_one_event_and_readers_never_see_half(
+    config: HotReloadConfig, namespace: str, apub: AsyncPublisher
+) -> None:
+    await apub.publish({"a": 0, "b": 0})
+    with Subscriber(config, namespace=namespace) as sub:
+        torn: list[tuple[Any, Any]] = []
+        stop = threading.Event()
+
+        def reader() -> None:
+            while not stop.is_set():
+                s = sub.settings
+                if s["a"] != s["b"]:
+                    torn.append((s["a"], s["b"]))
+
+        t = threading.Thread(target=reader)
+        t.start()
+        for i in range(1, 101):
+            await apub.publish({"a": i, "b": i})
+        await asyncio.to_thread(sub.wait_for_version, 101)
+        stop.set()
+        t.join()
+        assert torn == []
+        assert sub.get("a") == sub.get("b") == 100
+
+
+async def test_two_publishers_racing_produce_contiguous_versions(
+    config: HotReloadConfig, namespace: str, sub: AsyncSubscriber[Any]
+) -> None:
+    versions: list[int] = []
+    sub.on_change(lambda ch: versions.append(ch.version))
+    pubs = [AsyncPublisher(config, namespace=namespace) for _ in range(2)]
+
+    async def run(pub: AsyncPublisher, tag: str) -> None:
+        for i in range(40):
+            await pub.publish({f"{tag}.n": i, "last": f"{tag}{i}"})
+
+    await asyncio.gather(run(pubs[0], "x"), run(pubs[1], "y"))
+    snap = await pubs[0].snapshot()
+    assert snap.version == 80
+    history = await pubs[0].history(limit=100)
+    assert [e.version for e in history] == list(range(1, 81))
+    await sub.wait_for_version(80)
+    assert versions == list(range(1, 81))
+    assert sub.as_dict() == snap.settings
+    assert snap.settings["x"] == {"n": 39} and snap.settings["y"] == {"n": 39}
+    for pub in pubs:
+        await pub.aclose()
+
+
+async def test_invalid_settings_keep_the_last_good_and_the_next_valid_applies(
+    apub: AsyncPublisher, config: HotReloadConfig, namespace: str
+) -> None:
+    await apub.publish({"db": {"pool_size": 10}})
+    async with AsyncSubscriber(config, namespace=namespace, model=AppSettings) as sub:
+        bad = await apub.publish({"db.pool_size": "lots"})
+        await await_until(lambda: sub.received_version == bad.version, what="bad event")
+        assert sub.settings.db.pool_size == 10 and sub.version == 1
+        assert sub.last_error is not None and "db.pool_size" in sub.last_error
+        good = await apub.publish({"db.pool_size": 20})
+        await sub.wait_for_version(good.version or 0)
+        assert sub.settings.db.pool_size == 20 and sub.last_error is None
+
+
+async def test_malformed_and_foreign_messages_are_ignored(
+    apub: AsyncPublisher, sub: AsyncSubscriber[Any], raw_redis: redis.Redis
+) -> None:
+    channel = apub.keys().channel
+    for junk in [b"garbage", b'{"protocol": 99}', b"[]", b"{" + b" " * 2_000_000 + b"}",
+                 p.encode_envelope(p.Envelope("other", 1, "config", source="x", origin="y"))]:
+        raw_redis.publish(channel, junk)
+    r = await apub.publish({"still": "works"})
+    await sub.wait_for_version(r.version or 0)
+    assert sub.get("still") == "works"
+    assert sub.stats.rejected_messages == 5
+
+
+async def test_listener_errors_do_not_stop_other_listeners(
+    apub: AsyncPublisher, sub: AsyncSubscriber[Any]
+) -> None:
+    got: list[int] = []
+
+    @sub.on_change
+    def broken(ch: SettingsChange) -> None:
+        raise RuntimeError("boom")
+
+    @sub.on_change(keys=["db"])
+    async def db_only(ch: SettingsChange) -> None:
+        got.append(ch.version)
+
+    await apub.publish({"name": "x"})
+    r = await apub.publish({"db.host": "y"})
+    await sub.wait_for_version(r.version or 0)
+    await await_until(lambda: got == [2], what="db listener")
+    assert sub.stats.listener_errors == 2
+
+
+async def test_invalidations_reach_cache_hooks_and_listeners(
+    apub: AsyncPublisher, sub: AsyncSubscriber[Any]
+) -> None:
+    class Hook:
+        def __init__(self) -> None:
+            self.events: list[Invalidation] = []
+            self.trusted: list[bool] = []
+
+        def invalidate(self, event: Invalidation) -> None:
+            self.events.append(event)
+
+        def set_trusted(self, trusted: bool) -> None:
+            self.trusted.append(trusted)
+
+    hook = Hook()
+    sub.register_cache(hook)
+    heard: list[Invalidation] = []
+    sub.on_invalidate(prefixes=["user:"])(heard.append)
+    await apub.invalidate(["user:1"], ["orders:"])
+    await apub.invalidate(["product:9"])
+    await await_until(lambda: len(hook.events) == 2, what="invalidations")
+    assert hook.events[0].keys == ("user:1",) and hook.events[0].prefixes == ("orders:",)
+    assert [e.keys for e in heard] == [("user:1",)]
+    assert hook.trusted == [True]
+
+
+async def test_start_times_out_clearly_when_redis_is_unreachable(namespace: str) -> None:
+    config = make_config(url="redis://127.0.0.1:1/0")
+    sub: AsyncSubscriber[Any] = AsyncSubscriber(config, namespace=namespace)
+    with pytest.raises(StartTimeout, match="not ready after 1"):
+        await sub.start(timeout=1)
+
+
+def test_sync_facade(config: HotReloadConfig, namespace: str) -> None:
+    with Publisher(config, namespace=namespace) as pub, \
+            Subscriber(config, namespace=namespace) as sub:
+        seen: list[int] = []
+        sub.on_change(lambda ch: seen.append(ch.version))
+        r = pub.publish({"feature": {"x": True}})
+        sub.wait_for_version(r.version or 0)
+        assert sub.get("feature.x") is True and sub.get("missing", 3) == 3
+        assert dict(sub.settings["feature"]) == {"x": True}
+        wait_until(lambda: seen == [1], what="listener")
+        assert pub.subscribers() >= 1
+
+
+def test_signed_messages_only(namespace: str) -> None:
+    config = make_config(security={"hmac_key": "s3cret-key"})
+    with Publisher(config, namespace=namespace) as pub, \
+            Subscriber(config, namespace=namespace) as sub:
+        pub.publish({"a": 1})
+        sub.wait_for_version(1)
+        forged = p.encode_envelope(p.Envelope(namespace, 2, "config",
+                                              changes=(p.Change("set", "a", 1, 666),),
+                                              source="x", origin="evil:1"))
+        redis.Redis.from_url(REDIS_URL).publish(pub.core.keys().channel, forged)
+        wrong_key = p.encode_envelope(p.Envelope(namespace, 2, "config",
+                                                 changes=(p.Change("set", "a", 1, 666),),
+                                                 source="x", origin="evil:1"), b"guess")
+        redis.Redis.from_url(REDIS_URL).publish(pub.core.keys().channel, wrong_key)
+        wait_until(lambda: sub.core.stats.rejected_messages == 2, what="rejections")
+        r = pub.publish({"a": 2})
+        sub.wait_for_version(r.version or 0)
+        assert sub.get("a") == 2
+        assert "s3cret" not in repr(config) and "s3cret" not in str(sub.status())

@@ -1,0 +1,171 @@
+"""Lost messages: killed, cut and half-open links, trimmed logs, restarted servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hotreload import AsyncPublisher, AsyncSubscriber, Invalidation, Resync, SettingsChange
+from tests.conftest import await_until
+from tests.integration.conftest import make_config
+from tests.integration.proxy import Proxy
+from tests.integration.servers import RedisServer, redis_server
+
+pytestmark = pytest.mark.integration
+
+
+class Hook:
+    def __init__(self) -> None:
+        self.events: list[Invalidation] = []
+        self.trusted: list[bool] = []
+
+    def invalidate(self, event: Invalidation) -> None:
+        self.events.append(event)
+
+    def set_trusted(self, trusted: bool) -> None:
+        self.trusted.append(trusted)
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    px = Proxy()
+    yield px
+    px.close()
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with redis_server() as s:
+        yield s
+
+
+async def test_client_kill_while_events_flow_converges(server: RedisServer, resp: int,
+                                                       namespace: str) -> None:
+    config = make_config(url=server.url, protocol=resp)
+    async with AsyncPublisher(config, namespace=namespace) as pub, \
+            AsyncSubscriber(config, namespace=namespace) as sub:
+        resyncs: list[Resync] = []
+        sub.on_resync(resyncs.append)
+        killer = server.client()
+        for i in range(1, 201):
+            await pub.publish({"counter": i, f"k{i % 7}": i})
+            if i % 40 == 0:
+                kills = i // 40 - 1
+                await await_until(lambda: sub.stats.reconnects == kills, what="re-subscribed")
+                assert killer.client_kill_filter(_type="pubsub") >= 1
+        await await_until(lambda: sub.stats.reconnects == 5, what="last re-subscribe")
+        final = await pub.snapshot()
+        await sub.wait_for_version(final.version, timeout=15)
+        assert sub.as_dict() == final.settings
+        assert len(resyncs) >= 1
+
+
+async def test_events_missed_while_cut_off_are_replayed_in_order(proxy: Proxy, resp: int,
+                                                                  namespace: str) -> None:
+    pub_config = make_config(protocol=resp)
+    sub_config = make_config(url=proxy.url, protocol=resp)
+    async with AsyncPublisher(pub_config, namespace=namespace) as pub, \
+            AsyncSubscriber(sub_config, namespace=namespace) as sub:
+        hook = Hook()
+        sub.register_cache(hook)
+        seen: list[int] = []
+        sub.on_change(lambda ch: seen.append(ch.version))
+        await pub.publish({"a": 1})
+        await sub.wait_for_version(1)
+        proxy.cut()
+        await await_until(lambda: not sub.connected, what="link down")
+        assert hook.trusted[-1] is False  # caches stop trusting L1 while blind
+        await pub.publish({"a": 2})
+        await pub.invalidate(["user:1"])
+        await pub.publish({"a": 3})
+        proxy.restore()
+        await sub.wait_for_version(4, timeout=15)
+        assert seen == [1, 2, 4]
+        assert [e.keys for e in hook.events] == [("user:1",)]  # replayed, not "clear all"
+        assert sub.stats.replays >= 1 and sub.get("a") == 3
+        await await_until(lambda: hook.trusted[-1] is True, what="trusted again")
+
+
+async def test_gap_older_than_the_log_reloads_the_snapshot(proxy: Proxy, resp: int,
+                                                           namespace: str) -> None:
+    pub_config = make_config(protocol=resp)
+    sub_config = make_config(url=proxy.url, protocol=resp)
+    async with AsyncPublisher(pub_config, namespace=namespace) as pub, \
+            AsyncSubscriber(sub_config, namespace=namespace) as sub:
+        hook = Hook()
+        sub.register_cache(hook)
+        changes: list[SettingsChange] = []
+        sub.on_change(changes.append)
+        await pub.publish({"a": 1, "gone": True})
+        await sub.wait_for_version(1)
+        proxy.cut()
+        await await_until(lambda: not sub.connected, what="link down")
+        for i in range(2, 8):
+            await pub.publish({"a": i})
+        await pub.publish({}, ["gone"])
+        await pub.redis.xtrim(pub.keys().log, maxlen=0)  # the log lost what we missed
+        proxy.restore()
+        await sub.wait_for_version(8, timeout=15)
+        assert sub.as_dict() == {"a": 7}
+        assert sub.stats.reloads == 2
+        # one synthesized change with the net difference, and caches told to drop everything
+        assert changes[-1].resync and {c.key for c in changes[-1].changes} == {"a", "gone"}
+        assert hook.events[-1].all and hook.events[-1].reason == "resync"
+
+
+async def test_half_open_link_is_detected_by_heartbeat(proxy: Proxy, namespace: str) -> None:
+    pub_config = make_config()
+    # Only the heartbeat may notice: the version backstop is far away.
+    sub_config = make_config(url=proxy.url, subscriber={
+        "heartbeat_interval": 0.5, "heartbeat_timeout": 1.5, "version_check_interval": 600})
+    async with AsyncPublisher(pub_config, namespace=namespace) as pub, \
+            AsyncSubscriber(sub_config, namespace=namespace) as sub:
+        await pub.publish({"a": 1})
+        await sub.wait_for_version(1)
+        proxy.freeze()  # bytes vanish, sockets stay open: no error ever reaches redis-py
+        await pub.publish({"a": 2})
+        await sub.wait_for_version(2, timeout=15)
+        assert sub.stats.heartbeat_timeouts >= 1
+        assert sub.get("a") == 2
+
+
+async def test_redis_restart_keeps_last_known_settings_until_republished(
+    server: RedisServer, namespace: str
+) -> None:
+    config = make_config(url=server.url)
+    async with AsyncSubscriber(config, namespace=namespace) as sub:
+        async with AsyncPublisher(config, namespace=namespace) as pub:
+            await pub.replace({"a": 1, "b": 2})
+            await pub.publish({"a": 5})
+        await sub.wait_for_version(2)
+        server.stop()
+        await await_until(lambda: not sub.connected, what="link down")
+        server.start()  # empty: no persistence
+        await await_until(lambda: sub.received_version == 0, timeout=15, what="reset seen")
+        assert sub.as_dict() == {"a": 5, "b": 2} and sub.last_error is not None
+        async with AsyncPublisher(config, namespace=namespace) as pub:
+            await pub.replace({"a": 6})
+        await await_until(lambda: sub.received_version == 1, timeout=15, what="republished")
+        assert sub.as_dict() == {"a": 6} and sub.last_error is None
+
+
+async def test_server_version_check_catches_up_without_any_message(
+    namespace: str, raw_redis: Any
+) -> None:
+    config = make_config()
+    async with AsyncSubscriber(config, namespace=namespace) as sub, \
+            AsyncPublisher(config, namespace=namespace) as pub:
+        await pub.publish({"a": 1})
+        await sub.wait_for_version(1)
+        # Simulate a message lost in flight: run the publish script against a channel nobody
+        # listens on, so only the snapshot and the log move.
+        keys = pub.keys()
+        silent = AsyncPublisher(config, namespace=namespace)
+        silent.keys = lambda ns=None: type(keys)(keys.namespace, keys.snapshot, keys.log,
+                                                 keys.channel + ":nobody")  # type: ignore[method-assign]
+        await silent.publish({"a": 2})
+        await silent.aclose()
+        await sub.wait_for_version(2, timeout=10)
+        assert sub.get("a") == 2

@@ -1,0 +1,231 @@
+"""The wire protocol: pure functions, no services."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotreload import protocol as p
+from hotreload.errors import ProtocolError, SignatureError
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def env(**kw: Any) -> p.Envelope:
+    base: dict[str, Any] = {"namespace": "app", "version": 3, "kind": "config",
+                            "changes": (p.Change("set", "db.pool_size", 10, 20),),
+                            "checksum": "sha256:" + "0" * 64, "source": "cli",
+                            "origin": "host:1", "ts": 1.5}
+    base.update(kw)
+    return p.Envelope(**base)
+
+
+# ------------------------------------------------------------------ names
+
+
+def test_keys_share_one_cluster_slot() -> None:
+    k = p.keys_for("app", "hr")
+    assert (k.snapshot, k.log, k.channel) == ("hr:{app}:snapshot", "hr:{app}:log",
+                                              "hr:{app}:events")
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a:b", "{x}", "x" * 129, "é"])
+def test_bad_namespace_is_rejected(bad: str) -> None:
+    with pytest.raises(ProtocolError, match="invalid namespace"):
+        p.keys_for(bad)
+
+
+# ------------------------------------------------------------------ flatten / diff / update
+
+
+def test_flatten_round_trips_nested_documents() -> None:
+    doc = {"db": {"host": "x", "pool": {"min": 1, "max": 5}}, "flags": [1, {"a": 2}],
+           "empty": {}, "none": None}
+    flat = p.flatten(doc)
+    assert flat == {"db.host": "x", "db.pool.min": 1, "db.pool.max": 5,
+                    "flags": [1, {"a": 2}], "empty": {}, "none": None}
+    assert p.unflatten(flat) == doc
+
+
+@pytest.mark.parametrize("doc", [{"a.b": 1}, {"": 1}, {"a": {"": 1}}, {1: 2}])
+def test_flatten_rejects_keys_it_cannot_round_trip(doc: Any) -> None:
+    with pytest.raises(ProtocolError, match="invalid settings key"):
+        p.flatten(doc)
+
+
+def test_diff_reports_sets_and_deletes_with_old_values() -> None:
+    old = {"a": 1, "b": 2, "c": True}
+    new = {"a": 1, "b": 3, "d": None, "c": 1}
+    assert p.diff(old, new) == (
+        p.Change("set", "b", 2, 3),
+        p.Change("set", "c", True, 1),  # JSON-wise true != 1
+        p.Change("set", "d", p.MISSING, None),
+    )
+    assert p.diff({"x": 1}, {}) == (p.Change("delete", "x", 1),)
+    assert p.diff({"x": [1, 2]}, {"x": [1, 2]}) == ()
+
+
+def test_update_replaces_subtrees_and_leaves() -> None:
+    flat = {"db.host": "x", "db.port": 5432, "name": "a"}
+    assert p.update(flat, {"db": {"host": "y"}}) == {"db.host": "y", "name": "a"}
+    assert p.update(flat, {"name.first": "b"}) == {"db.host": "x", "db.port": 5432,
+                                                   "name.first": "b"}
+    assert p.update(flat, {}, ["db"]) == {"name": "a"}
+    assert p.update(flat, {"t": (1, 2)}) == {**flat, "t": [1, 2]}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object(), {1: 2}])
+def test_update_rejects_values_json_cannot_hold(value: Any) -> None:
+    with pytest.raises(ProtocolError):
+        p.update({}, {"k": value})
+
+
+def test_apply_and_revert_are_inverse() -> None:
+    old = {"a": 1, "b": 2}
+    new = {"a": 5, "c": 3}
+    changes = p.diff(old, new)
+    assert p.apply_changes(old, changes) == new
+    assert p.revert_changes(new, changes) == old
+
+
+def test_key_matches_keys_subtrees_and_prefixes() -> None:
+    assert p.key_matches("db.pool_size", ["db"], [])
+    assert not p.key_matches("dbx", ["db"], [])
+    assert p.key_matches("feature.x", [], ["feat"])
+
+
+# ------------------------------------------------------------------ envelopes
+
+
+def test_envelope_round_trip() -> None:
+    e = env(changes=(p.Change("set", "a", p.MISSING, {"x": [1]}), p.Change("delete", "b", 2)))
+    assert p.decode_envelope(p.encode_envelope(e)) == e
+
+
+def test_invalidate_envelope_round_trip() -> None:
+    e = p.Envelope("app", 9, "invalidate", keys=("user:1",), prefixes=("user:",), all=False,
+                   source="cli", origin="h:1", ts=2.0)
+    assert p.decode_envelope(p.encode_envelope(e)) == e
+
+
+def test_old_value_absent_differs_from_old_null() -> None:
+    wire = json.loads(p.encode_envelope(env(changes=(p.Change("set", "a", p.MISSING, 1),
+                                                     p.Change("set", "b", None, 1)))))
+    assert "old" not in wire["changes"][0]
+    assert wire["changes"][1]["old"] is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"protocol": 2}', "unsupported protocol"),
+        (b'{"protocol": 1, "namespace": "app", "version": 0, "kind": "config"}',
+         "invalid version"),
+        (b'{"protocol": 1, "namespace": "app", "version": true, "kind": "config"}',
+         "'version'"),
+        (b'{"protocol":1,"namespace":"app","version":1,"kind":"x","source":"","origin":"",'
+         b'"ts":0}', "unknown event kind"),
+        (b'{"protocol":1,"namespace":"app","version":1,"kind":"config","source":"",'
+         b'"origin":"","ts":0,"changes":[{"op":"set","key":"a"}],"checksum":""}',
+         "without 'new'"),
+        (b'{"protocol":1,"namespace":"app","version":1,"kind":"config","source":"",'
+         b'"origin":"","ts":0,"changes":[{"op":"set","key":"a..b","new":1}],"checksum":""}',
+         "invalid settings key"),
+        (b'{"protocol":1,"namespace":"app","version":1,"kind":"invalidate","source":"",'
+         b'"origin":"","ts":0,"keys":[1]}', "list of strings"),
+        (b'{"protocol":1,"namespace":"app","version":1,"kind":"config","source":"",'
+         b'"origin":"","ts":NaN,"changes":[],"checksum":""}', "not valid JSON"),
+    ],
+)
+def test_malformed_envelopes_are_rejected_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(reason)):
+        p.decode_envelope(payload)
+
+
+def test_oversized_message_is_rejected_before_parsing() -> None:
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        p.decode_envelope(b" " * 2000, max_bytes=1024)
+
+
+def test_signed_envelopes_verify_and_forgeries_do_not() -> None:
+    key = b"k3y"
+    data = p.encode_envelope(env(), key)
+    assert data.endswith(b'"}') and b',"sig":"' in data
+    assert p.decode_envelope(data, hmac_key=key) == env()
+    with pytest.raises(SignatureError, match="not signed"):
+        p.decode_envelope(p.encode_envelope(env()), hmac_key=key)
+    with pytest.raises(SignatureError, match="does not match"):
+        p.decode_envelope(data.replace(b'"version":3', b'"version":4'), hmac_key=key)
+    with pytest.raises(SignatureError, match="does not match"):
+        p.decode_envelope(p.encode_envelope(env(), b"other"), hmac_key=key)
+
+
+def test_unknown_fields_are_kept_for_forward_compatibility() -> None:
+    obj = env().to_json() | {"trace_id": "abc"}
+    assert p.envelope_from_json(obj).extra == {"trace_id": "abc"}
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def snapshot_fields(settings: dict[str, Any], version: int = 4,
+                    key: bytes | None = None) -> dict[bytes, bytes]:
+    data = p.encode_settings(settings)
+    cs = p.checksum(data)
+    fields = {b"protocol": b"1", b"version": str(version).encode(), b"settings": data,
+              b"checksum": cs.encode(), b"updated_at": b"12.5"}
+    if key:
+        fields[b"sig"] = p.snapshot_signature(key, "app", version, cs).encode()
+    return fields
+
+
+def test_snapshot_decodes_and_checks_its_checksum() -> None:
+    snap = p.decode_snapshot("app", snapshot_fields({"a": {"b": 1}}))
+    assert (snap.version, snap.settings, snap.flat) == (4, {"a": {"b": 1}}, {"a.b": 1})
+    broken = snapshot_fields({"a": 1}) | {b"settings": b'{"a":2}'}
+    with pytest.raises(ProtocolError, match="checksum"):
+        p.decode_snapshot("app", broken)
+
+
+def test_absent_snapshot_is_version_zero() -> None:
+    snap = p.decode_snapshot("app", {})
+    assert (snap.version, snap.settings) == (0, {})
+
+
+def test_snapshot_signature_is_checked() -> None:
+    assert p.decode_snapshot("app", snapshot_fields({"a": 1}, key=b"k"), hmac_key=b"k").version
+    with pytest.raises(SignatureError):
+        p.decode_snapshot("app", snapshot_fields({"a": 1}), hmac_key=b"k")
+
+
+def test_checksum_is_sha256_of_the_stored_bytes() -> None:
+    assert p.checksum(b"{}") == (
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
+
+
+# ------------------------------------------------------------------ the documentation
+
+
+def _doc_blocks(tag: str) -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    return re.findall(rf"<!-- {tag} -->\s*```json\n(.*?)```", text, flags=re.S)
+
+
+def test_documented_example_envelopes_decode() -> None:
+    blocks = _doc_blocks("example-envelope")
+    assert len(blocks) >= 2
+    for block in blocks:
+        decoded = p.decode_envelope(block.encode())
+        assert decoded.to_json() == {k: v for k, v in json.loads(block).items()}
+
+
+def test_documented_signed_example_verifies() -> None:
+    (block,) = _doc_blocks("example-signed")
+    data = block.strip().encode()
+    assert p.decode_envelope(data, hmac_key=b"example-key").version == 8
