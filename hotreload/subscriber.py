@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast
@@ -169,6 +168,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._progress = asyncio.Event()
         self._closing = False
         self._raw_version = -1
         self._raw_flat: dict[str, Any] = {}
@@ -283,13 +283,21 @@ class AsyncSubscriber(Generic[ModelT]):
                 f"subscriber of {self.namespace!r} not ready after {timeout}s: {reason}"
             ) from None
 
-    async def wait_for_version(self, version: int, timeout: float = 10.0) -> None:
-        """Wait until `version` reaches ``version`` (handy in tests and scripts)."""
-        deadline = time.monotonic() + timeout
-        while self.version < version:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"version {self.version} < {version} after {timeout}s")
-            await asyncio.sleep(0.005)
+    async def wait_for_version(self, version: int, timeout: float = 10.0, *,
+                               applied: bool = True) -> None:
+        """Wait until `version` (or, with ``applied=False``, `received_version`) reaches
+        ``version``; raises `TimeoutError` after ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while (self.version if applied else self._raw_version) < version:
+                    await self._progress.wait()
+        except TimeoutError:
+            raise TimeoutError(f"version {self.version} < {version} after {timeout}s") from None
+
+    def _advanced(self) -> None:
+        """Wake `wait_for_version` callers."""
+        event, self._progress = self._progress, asyncio.Event()
+        event.set()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -436,10 +444,11 @@ class AsyncSubscriber(Generic[ModelT]):
             inv = Invalidation(self.namespace, env.version, env.keys, env.prefixes, env.all,
                                env.origin, env.source)
             await self._deliver_invalidation(inv)
-            return
-        self.stats.events += 1
-        self._raw_flat = p.apply_changes(self._raw_flat, env.changes)
-        await self._settle(env.version, env.changes, env.source, env.origin, env.ts, False)
+        else:
+            self.stats.events += 1
+            self._raw_flat = p.apply_changes(self._raw_flat, env.changes)
+            await self._settle(env.version, env.changes, env.source, env.origin, env.ts, False)
+        self._advanced()
 
     async def _settle(self, version: int, changes: tuple[p.Change, ...] | None, source: str,
                       origin: str, ts: float, resync: bool, notify: bool = True) -> None:
@@ -552,6 +561,7 @@ class AsyncSubscriber(Generic[ModelT]):
                                "or flushed?); keeping the last known settings")
             log.warning("subscriber of %s: %s", self.namespace, self.last_error,
                         extra={"action": "reset", "namespace": self.namespace})
+            self._advanced()
             return
         self._raw_version = snap.version
         self._raw_flat = snap.flat
@@ -564,6 +574,7 @@ class AsyncSubscriber(Generic[ModelT]):
         if self.last_error is None and self._current.version != snap.version:
             cur = self._current
             self._current = _Current(snap.version, cur.flat, cur.settings, cur.index)
+        self._advanced()
 
     # ------------------------------------------------------------------ delivery
 
@@ -690,8 +701,9 @@ class Subscriber(Generic[ModelT]):
             self._thread.stop()
             raise
 
-    def wait_for_version(self, version: int, timeout: float = 10.0) -> None:
-        self._thread.run(self._core.wait_for_version(version, timeout))
+    def wait_for_version(self, version: int, timeout: float = 10.0, *,
+                         applied: bool = True) -> None:
+        self._thread.run(self._core.wait_for_version(version, timeout, applied=applied))
 
     def close(self) -> None:
         if self._thread.running:

@@ -85,7 +85,8 @@ async def _demo(url: str | None, pods: int) -> None:
         result = await coro
         if result.version is not None:
             published_at[result.version] = start
-            await asyncio.gather(*(_settled(s, result.version) for s in subs))
+            await asyncio.gather(*(s.wait_for_version(result.version, 5, applied=False)
+                                   for s in subs))
 
     await step("hotreload publish db.pool_size=20 features.search=true",
                pub.publish({"db.pool_size": 20, "features.search": True}))
@@ -104,12 +105,6 @@ async def _demo(url: str | None, pods: int) -> None:
         await sub.aclose()
     await pub.aclose()
     say("\ndone: every pod saw every valid change, and none ever served an invalid one.")
-
-
-async def _settled(sub: AsyncSubscriber[Any], version: int) -> None:
-    deadline = time.monotonic() + 5
-    while sub.received_version < version and time.monotonic() < deadline:
-        await asyncio.sleep(0.001)
 
 
 @click.command()

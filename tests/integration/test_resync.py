@@ -53,7 +53,8 @@ async def test_client_kill_while_events_flow_converges(server: RedisServer, resp
             await pub.publish({"counter": i, f"k{i % 7}": i})
             if i % 40 == 0:
                 kills = i // 40 - 1
-                await await_until(lambda: sub.stats.reconnects == kills, what="re-subscribed")
+                await await_until(lambda k=kills: sub.stats.reconnects == k,  # type: ignore[misc]
+                                  what="re-subscribed")
                 assert killer.client_kill_filter(_type="pubsub") >= 1
         await await_until(lambda: sub.stats.reconnects == 5, what="last re-subscribe")
         final = await pub.snapshot()
