@@ -25,11 +25,19 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, ProtocolError
 from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_ENV = "HOTRELOAD_CONFIG"
+
+
+def _name(value: str, what: str) -> str:
+    """`check_name` for validators: pydantic wants a ValueError."""
+    try:
+        return check_name(value, what)
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class _Section(BaseModel):
@@ -140,8 +148,7 @@ class FileSource(_Section):
     @field_validator("namespace")
     @classmethod
     def _check_ns(cls, value: str) -> str:
-        check_name(value, "namespace")
-        return value
+        return _name(value, "namespace")
 
 
 class SourcesSettings(_Section):
@@ -193,8 +200,7 @@ class HotReloadConfig(BaseSettings):
     @field_validator("namespace", "prefix")
     @classmethod
     def _check_names(cls, value: str) -> str:
-        check_name(value, "name")
-        return value
+        return _name(value, "name")
 
     @classmethod
     def settings_customise_sources(

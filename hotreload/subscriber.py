@@ -517,7 +517,11 @@ class AsyncSubscriber(Generic[ModelT]):
         if self._link.connected:
             for cache in self._caches:
                 cache.set_trusted(True)
-        if start != self._raw_version:
+        if start < 0:
+            log.info("subscriber of %s loaded v%d", self.namespace, self._raw_version,
+                     extra={"action": "loaded", "namespace": self.namespace,
+                            "version": self._raw_version})
+        elif start != self._raw_version:
             log.info("subscriber of %s resynced v%d -> v%d (%s, %s)", self.namespace, start,
                      self._raw_version, reason, "replayed" if replayed else "snapshot",
                      extra={"action": "resynced", "namespace": self.namespace,

@@ -1,0 +1,117 @@
+"""Configuration: YAML + environment, clear one-line errors, no secret ever printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hotreload.config import HotReloadConfig, build_config, load_config, redact_url
+from hotreload.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("HOTRELOAD_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_seed_redis_block_is_accepted_as_is(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+redis:
+  addr: "localhost:6379"
+  password: ""
+  db: 0
+  pool_size: 10
+  min_idle_conns: 5
+"""))
+    assert cfg.redis.effective_url() == "redis://localhost:6379/0"
+    assert cfg.redis.pool_size == 10
+    assert cfg.prefix == "hotreload"
+
+
+def test_the_shipped_config_file_loads() -> None:
+    cfg = load_config(Path(__file__).resolve().parents[2] / "config.yaml")
+    assert cfg.namespace == "app"
+
+
+def test_env_overrides_the_file_with_nested_names(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "redis:\n  addr: a:1\n  db: 2\nnamespace: x\n")
+    monkeypatch.setenv("HOTRELOAD_REDIS__ADDR", "b:2")
+    monkeypatch.setenv("HOTRELOAD_NAMESPACE", "y")
+    cfg = load_config(path)
+    assert (cfg.redis.addr, cfg.redis.db, cfg.namespace) == ("b:2", 2, "y")
+
+
+def test_config_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOTRELOAD_CONFIG", str(write(tmp_path, "namespace: fromenv\n")))
+    assert load_config().namespace == "fromenv"
+
+
+def test_default_path_may_be_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().namespace == "default"
+
+
+def test_url_is_an_alternative_to_addr() -> None:
+    cfg = HotReloadConfig.from_url("rediss://u:p@h:6380/3")
+    assert cfg.redis.effective_url() == "rediss://u:p@h:6380/3"
+    assert cfg.redis.display_url() == "rediss://u:***@h:6380/3"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("redis:\n  adr: x\n", "unknown key 'redis.adr'"),
+        ("redis:\n  db: many\n", "redis.db: Input should be a valid integer"),
+        ("redis:\n  addr: nocolon\n", "redis.addr: must be host:port"),
+        ("redis:\n  pool_size: 0\n", "redis.pool_size: Input should be greater than or equal to 1"),
+        ("namespace: 'a b'\n", "namespace: invalid name"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("redis: [\n", "invalid YAML"),
+        ("sources:\n  files:\n    - {path: a.yaml}\n", "sources.files.0.namespace: Field required"),
+    ],
+)
+def test_bad_config_is_one_clear_line_naming_the_key(tmp_path: Path, text: str,
+                                                     message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_yaml_error_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config.yaml:3: invalid YAML"):
+        load_config(write(tmp_path, "a: 1\nb: 2\nc: d: e\n"))
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_secrets_never_appear_in_reprs_or_errors(tmp_path: Path) -> None:
+    cfg = build_config({"redis": {"password": "hunter2"}, "security": {"hmac_key": "k3y"},
+                        "postgres": {"dsn": "postgresql://u:pw@h/db"}})
+    text = repr(cfg) + str(cfg) + cfg.redis.display_url() + cfg.model_dump_json()
+    assert "hunter2" not in text and "k3y" not in text and ":pw@" not in text
+    assert cfg.redis.effective_url() == "redis://:hunter2@localhost:6379/0"
+    with pytest.raises(ConfigError) as info:
+        build_config({"redis": {"password": "hunter2", "db": "x"}})
+    assert "hunter2" not in str(info.value)
+
+
+def test_redact_url_handles_key_value_dsns() -> None:
+    assert redact_url("host=h password=pw user=u") == "host=h password=*** user=u"
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
