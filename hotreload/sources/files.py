@@ -135,6 +135,7 @@ class FileSource:
             if not tasks:
                 self.ready.set()
                 await stop.wait()  # nothing to watch: idle until cancelled
+                return
             # asyncio.wait (unlike gather) gives way at once when we are cancelled, so the
             # finally below sets `stop` before anyone waits for a watcher thread.
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
