@@ -105,7 +105,7 @@ def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
     if not text.strip():
         raise DocumentError(f"{origin}: the file is empty", reason="empty")
     data = PARSERS[format](text, origin)
-    if data is None:
+    if data is None and format == "yaml":  # only comments (JSON null is the wrong type)
         raise DocumentError(f"{origin}: the document is empty", reason="empty")
     if not isinstance(data, dict):
         raise DocumentError(
