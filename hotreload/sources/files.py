@@ -170,7 +170,7 @@ class FileSource:
                 return
             if changed:
                 reason = "schema" if isinstance(result, SettingsRejected) else result.reason
-                log.warning("rejected %s (%s): %s", entry.config.path, reason, result,
+                log.warning("rejected (%s), the last good document stays: %s", reason, result,
                             extra={"action": "rejected", "source": entry.source,
                                    "reason": reason})
                 _call_sync(sink.rejected, entry, entry.source, reason, str(result))

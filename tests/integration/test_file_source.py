@@ -9,6 +9,7 @@ reaction to the earlier change would have arrived too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import statistics
@@ -23,6 +24,7 @@ import pytest
 
 from hotreload.config import FileSource as FileSourceConfig
 from hotreload.errors import ConfigError
+from hotreload.sources import Source
 from hotreload.sources import files as files_mod
 from hotreload.sources.files import FileSource
 
@@ -399,3 +401,56 @@ async def test_save_to_desired_latency(conf: Path) -> None:
     print(f"\nsave -> desired() latency over {len(ms)} rename-saves: "
           f"median {statistics.median(ms):.1f} ms, p90 {ms[int(len(ms) * 0.9)]:.1f} ms, "
           f"max {ms[-1]:.1f} ms")
+
+
+async def test_no_files_is_a_source_that_idles() -> None:
+    source: Source = FileSource([])
+    assert source.name == "files"
+    sink = RecordingSink()
+    await source.reconcile(sink)
+    assert isinstance(source, FileSource)
+    async with running(source, sink):
+        pass
+    assert sink.desired_calls == []
+
+
+class FailingSink(RecordingSink):
+    """desired() raises (e.g. Redis is down) for the first ``failures`` calls."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def desired(self, namespace: str, document: Mapping[str, Any], *, source: str) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            self._event.set()
+            raise ConnectionError("redis is down")
+        await super().desired(namespace, document, source=source)
+
+
+async def test_sink_failure_is_logged_and_reconcile_retries(
+        conf: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sink = FailingSink(failures=2)  # the initial reconcile's two files
+    source = FileSource(two_files(conf))
+    async with running(source, sink):
+        replace_save(conf / "app.yaml", yaml_of(pool=80))  # the watcher survived
+        await sink.wait_doc("app", doc(pool=80))
+        await source.reconcile(sink)
+        await sink.wait_doc("sentinel", {"n": 0})
+    actions = [getattr(r, "action", None) for r in caplog.records]
+    assert actions.count("sink_error") == 2
+
+
+async def test_log_actions(conf: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hotreload")
+    sink = RecordingSink()
+    async with running(FileSource(two_files(conf)), sink):
+        replace_save(conf / "app.yaml", "a: [")
+        await sink.wait_rejected(1)
+    by_action = {getattr(r, "action", None): r for r in caplog.records}
+    assert "file_changed" in by_action
+    rejected = by_action["rejected"]
+    assert rejected.levelno == logging.WARNING
+    assert getattr(rejected, "reason", None) == "yaml"
+    assert f"{conf / 'app.yaml'}:1:5: invalid YAML" in rejected.getMessage()
