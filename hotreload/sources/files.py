@@ -2,27 +2,25 @@
 
 Each file's **directory** is watched (``recursive=False``), never the file: a watch on a path goes
 deaf after the first atomic save, and a Kubernetes ConfigMap swap never names the file. Any event
-in a directory re-reads the files that live there and compares content hashes, so in-place
-writes, write-temp-then-rename saves, ``sed -i`` and the ConfigMap ``..data`` symlink swap all
-look the same, and a ``touch`` or an identical rewrite publishes nothing.
+in a directory re-reads its files and compares content hashes, so in-place writes, rename-saves,
+``sed -i`` and the ConfigMap ``..data`` swap look the same, and a ``touch`` publishes nothing.
 
-A changed good document goes to `Sink.desired`; a bad one (syntax, schema, empty, deleted...)
-goes to `Sink.rejected` and the last good one stays live. A document that is bad on first read is
-re-read after a short settle time, so the instant between an editor's truncate and its write is
-not reported. If a watched directory disappears, its nearest existing ancestor is watched until it
-comes back; if inotify fails (e.g. ``fs.inotify.max_user_watches``), the watch falls back to
-polling.
+A changed good document goes to `Sink.desired`; a bad one goes to `Sink.rejected` (once per bad
+content, after a short settle so an editor's truncate-then-write is not reported) and the last good
+one stays live. A vanished directory is awaited by watching its nearest existing ancestor; if
+inotify fails (e.g. ``fs.inotify.max_user_watches``) the watch falls back to polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel
 from watchfiles import Change, awatch
@@ -51,6 +49,7 @@ SETTLE_S: Final = 0.1
 SETTLE_TRIES: Final = 5
 MISSING: Final = "missing"
 RETRY_S: Final = 1.0
+REARM_PAUSE_S: Final = 0.01
 
 
 @dataclass(eq=False)
@@ -164,19 +163,19 @@ class FileSource:
                              extra={"action": "file_changed", "source": entry.source})
                 entry.good = result
                 if changed or force:
-                    await _call(sink.desired(entry.config.namespace, result.data,
-                                             source=entry.source), entry)
-                    _call_sync(sink.accepted, entry, entry.source)
+                    await _tell(entry, sink.desired, entry.config.namespace, result.data,
+                                source=entry.source)
+                    await _tell(entry, sink.accepted, entry.source)
                 return
             if changed:
                 reason = "schema" if isinstance(result, SettingsRejected) else result.reason
                 log.warning("rejected (%s), the last good document stays: %s", reason, result,
                             extra={"action": "rejected", "source": entry.source,
                                    "reason": reason})
-                _call_sync(sink.rejected, entry, entry.source, reason, str(result))
+                await _tell(entry, sink.rejected, entry.source, reason, str(result))
             if force and entry.good is not None:
-                await _call(sink.desired(entry.config.namespace, entry.good.data,
-                                         source=entry.source), entry)
+                await _tell(entry, sink.desired, entry.config.namespace, entry.good.data,
+                            source=entry.source)
 
     async def _check_all(self, files: Sequence[_File], sink: Sink) -> None:
         for entry in files:
@@ -195,7 +194,8 @@ class FileSource:
             try:
                 await self._watch_once(directory, target, files, sink, stop, on_armed, polling)
             except FileNotFoundError:
-                continue  # vanished while arming: look again
+                await _pause(stop, REARM_PAUSE_S)  # vanished while arming: look again
+                continue
             except (OSError, RuntimeError) as exc:
                 if polling:
                     log.error("watching %s failed: %s; retrying", target, exc,
@@ -259,17 +259,12 @@ async def _settle(entry: _File, key: str, result: Document | DocumentError | Set
     return key, result
 
 
-async def _call(awaitable: Awaitable[None], entry: _File) -> None:
+async def _tell(entry: _File, method: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """Call a sink method; a failing sink is logged, never fatal (the next reconcile retries)."""
     try:
-        await awaitable
-    except Exception:
-        log.exception("the sink failed on %s; the next reconcile retries", entry.config.path,
-                      extra={"action": "sink_error", "source": entry.source})
-
-
-def _call_sync(func: Callable[..., None], entry: _File, *args: str) -> None:
-    try:
-        func(*args)
+        result = method(*args, **kwargs)
+        if inspect.isawaitable(result):
+            await result
     except Exception:
         log.exception("the sink failed on %s", entry.config.path,
                       extra={"action": "sink_error", "source": entry.source})

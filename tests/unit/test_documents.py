@@ -305,7 +305,7 @@ def test_parse_document_works_on_bytes() -> None:
 
 
 def test_load_schema() -> None:
-    from file_schemas import AppSettings  # type: ignore[import-not-found]
+    from file_schemas import AppSettings  # type: ignore[import-not-found,unused-ignore]
 
     assert load_schema("file_schemas:AppSettings") is AppSettings
 
