@@ -454,3 +454,47 @@ async def test_log_actions(conf: Path, caplog: pytest.LogCaptureFixture) -> None
     assert rejected.levelno == logging.WARNING
     assert getattr(rejected, "reason", None) == "yaml"
     assert f"{conf / 'app.yaml'}:1:5: invalid YAML" in rejected.getMessage()
+
+
+def _slow_in_place_write(path: Path, text: str) -> None:
+    """An editor that truncates, then writes a moment later (the reader may see it empty)."""
+    with path.open("w") as fh:
+        fh.flush()
+        time.sleep(0.005)  # simulates the writer, not a synchronisation
+        fh.write(text)
+
+
+async def test_truncate_then_write_is_not_a_rejection(conf: Path) -> None:
+    sink = RecordingSink()
+    async with running(FileSource(two_files(conf)), sink):
+        await sink.wait_doc("app", doc())
+        for pool in (90, 91, 92):
+            await asyncio.to_thread(_slow_in_place_write, conf / "app.yaml", yaml_of(pool=pool))
+            await sink.wait_doc("app", doc(pool=pool))
+    assert sink.rejections == []
+    assert sink.docs("app") == [doc(), doc(pool=90), doc(pool=91), doc(pool=92)]
+
+
+async def test_vim_style_backup_save(conf: Path) -> None:
+    sink = RecordingSink()
+    async with running(FileSource(two_files(conf)), sink):
+        await sink.wait_doc("app", doc())
+        app = conf / "app.yaml"
+        os.rename(app, conf / "app.yaml~")  # the file is missing for a moment
+        app.write_text(yaml_of(pool=95))
+        (conf / "app.yaml~").unlink()
+        await sink.wait_doc("app", doc(pool=95))
+    assert sink.rejections == []
+
+
+async def test_files_in_several_directories(tmp_path: Path) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b" / "c"]
+    for d in dirs:
+        d.mkdir(parents=True)
+        (d / "s.json").write_text('{"v": 0}')
+    sink = RecordingSink()
+    source = FileSource([cfg(dirs[0] / "s.json", "a"), cfg(dirs[1] / "s.json", "c")])
+    async with running(source, sink):
+        for ns, d in zip(("a", "c"), dirs, strict=True):
+            replace_save(d / "s.json", f'{{"v": "{ns}"}}')
+            await sink.wait_doc(ns, {"v": ns})
