@@ -30,7 +30,7 @@ from ._base import handle_errors
 def validate_command(files: tuple[str, ...], schema: str | None, fmt: str | None) -> None:
     """Check settings FILEs exactly as the daemon does before publishing them.
 
-    Prints ``ok: FILE (N keys)`` per good file; prints every problem on stderr and exits 1 if any
+    Prints "ok: FILE (N keys)" per good file; prints every problem on stderr and exits 1 if any
     file is bad. Nothing is read from or sent to Redis.
     """
     if schema is not None and os.getcwd() not in sys.path:
