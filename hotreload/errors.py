@@ -42,7 +42,15 @@ class SettingsRejected(HotReloadError):
 
 
 class DocumentError(HotReloadError):
-    """A settings document cannot be read or parsed."""
+    """A settings document cannot be read or parsed.
+
+    ``reason`` is a short stable label for metrics (``missing``, ``read``, ``empty``, ``yaml``,
+    ``json``, ``toml``, ``type``, ``key``); the message is one line naming the file and line.
+    """
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BackendError(HotReloadError):

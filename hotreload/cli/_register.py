@@ -10,3 +10,7 @@ def register(group: click.Group) -> None:
 
     for command in [*core.COMMANDS, *demo.COMMANDS]:
         group.add_command(command)
+
+    from . import validate
+
+    group.add_command(validate.validate_command)

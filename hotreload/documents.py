@@ -1,0 +1,257 @@
+"""Settings documents (YAML, JSON, TOML): read, parse strictly, check keys, validate.
+
+What a document must be, whatever its format:
+
+* a non-empty file of UTF-8 text holding one mapping at the top level;
+* keys are non-empty strings without ``.`` (nesting makes the dotted keys, see `protocol.flatten`);
+  duplicate keys are an error, not "last one wins";
+* values are plain JSON: strings, numbers (no NaN/Infinity), booleans, null, lists, mappings.
+  YAML timestamps stay strings as written; TOML dates and YAML ``!!binary`` are rejected.
+
+Every problem raises `DocumentError` (or `SettingsRejected` for a schema mismatch) with one line
+that names the file, the line where the format tells it, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from ._parsers import PARSERS, yaml_line
+from .errors import ConfigError, DocumentError, ProtocolError, SettingsRejected
+from .protocol import flatten
+
+Format: TypeAlias = Literal["yaml", "json", "toml"]
+FORMATS: Final[tuple[str, ...]] = get_args(Format)
+PathPart: TypeAlias = str | int
+_SUFFIXES: Final[dict[str, Format]] = {
+    ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A good settings document: ``data`` nested as written, ``flat`` with dotted keys."""
+
+    origin: str
+    format: Format
+    data: dict[str, Any]
+    flat: dict[str, Any]
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad key: where it is (dotted path, line if known) and why."""
+
+    key: str
+    message: str
+    line: int | None = None
+
+    def render(self, origin: str) -> str:
+        """``file:line: key: why`` (one line, as the CLI prints it)."""
+        where = f"{origin}:{self.line}" if self.line else origin
+        return f"{where}: {self.key}: {self.message}"
+
+
+def digest(raw: bytes) -> str:
+    """The content hash compared between reads: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def detect_format(path: str | os.PathLike[str], format: str | None = None) -> Format:
+    """The explicit ``format`` if given, else the one the file's extension says."""
+    if format is not None:
+        if format not in FORMATS:
+            raise ConfigError(f"unknown document format {format!r}: use yaml, json or toml")
+        return format  # type: ignore[return-value]
+    found = _SUFFIXES.get(Path(path).suffix.lower())
+    if found is None:
+        raise ConfigError(
+            f"{os.fspath(path)}: cannot tell the format from the extension; "
+            "use .yaml/.yml/.json/.toml or set format: yaml|json|toml"
+        )
+    return found
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes (through symlinks); `DocumentError` ``missing``/``read`` otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise DocumentError(f"{os.fspath(path)}: no such file", reason="missing") from None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise DocumentError(f"{os.fspath(path)}: cannot read: {why}", reason="read") from None
+
+
+def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
+    """Parse and check ``raw``; the `Document` or a one-line `DocumentError`."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        lineno = raw[: exc.start].count(b"\n") + 1
+        raise DocumentError(f"{origin}:{lineno}: not UTF-8 text (byte {exc.start})",
+                            reason="read") from None
+    if not text.strip():
+        raise DocumentError(f"{origin}: the file is empty", reason="empty")
+    data = PARSERS[format](text, origin)
+    if data is None and format == "yaml":  # only comments (JSON null is the wrong type)
+        raise DocumentError(f"{origin}: the document is empty", reason="empty")
+    if not isinstance(data, dict):
+        raise DocumentError(
+            f"{origin}: the top level must be a mapping of settings, not {_kind(data)}",
+            reason="type",
+        )
+    problem = _check_tree(data, ())
+    if problem is not None:
+        reason, parts, why = problem
+        line = yaml_line(text, parts) if format == "yaml" else None
+        shown = parts[:-1] if reason == "key" else parts  # the key itself is in ``why``
+        raise DocumentError(Problem(_dotted(shown), why, line).render(origin), reason=reason)
+    try:
+        flat = flatten(data)
+    except ProtocolError as exc:  # pragma: no cover - _check_tree is stricter
+        raise DocumentError(f"{origin}: {exc}", reason="key") from None
+    return Document(origin, format, data, flat, digest(raw))
+
+
+def load_schema(spec: str) -> type[BaseModel]:
+    """Import the pydantic model named ``"package.module:ClassName"``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"schema {spec!r}: use 'package.module:ClassName'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"schema {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    for name in attr.split("."):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise ConfigError(f"schema {spec!r}: {module_name!r} has no {attr!r}") from None
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        raise ConfigError(f"schema {spec!r}: {attr} is not a pydantic BaseModel class")
+    return obj
+
+
+def schema_problems(
+    data: Mapping[str, Any], model: type[BaseModel], *, yaml_text: str | None = None
+) -> list[Problem]:
+    """Every key of ``data`` that ``model`` rejects (empty if it validates)."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            parts = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+            line = yaml_line(yaml_text, parts) if yaml_text is not None else None
+            problems.append(Problem(_dotted(parts), _schema_message(err), line))
+        return problems
+    except Exception as exc:  # a crashing validator must not take the caller down
+        return [Problem("(top level)", f"validation failed: {type(exc).__name__}: {exc}")]
+    return []
+
+
+def validate_document(
+    data: Mapping[str, Any], model: type[BaseModel], *, origin: str = "document",
+    yaml_text: str | None = None,
+) -> None:
+    """Raise `SettingsRejected` naming each key ``model`` rejects, and why."""
+    problems = schema_problems(data, model, yaml_text=yaml_text)
+    if problems:
+        details = "; ".join(
+            f"{p.key}{f' (line {p.line})' if p.line else ''}: {p.message}" for p in problems
+        )
+        raise SettingsRejected(f"{origin}: does not match schema {model.__name__}: {details}")
+
+
+def check_document(raw: bytes, format: Format, *, origin: str,
+                   model: type[BaseModel] | None = None) -> Document:
+    """`parse_document` then, with a ``model``, `validate_document`."""
+    doc = parse_document(raw, format, origin=origin)
+    if model is not None:
+        yaml_text = raw.decode("utf-8-sig") if format == "yaml" else None
+        validate_document(doc.data, model, origin=origin, yaml_text=yaml_text)
+    return doc
+
+
+def load_document(
+    path: str | os.PathLike[str], *, format: str | None = None,
+    schema: str | type[BaseModel] | None = None,
+) -> Document:
+    """Read, parse, check and validate the settings file at ``path``."""
+    fmt = detect_format(path, format)
+    model = load_schema(schema) if isinstance(schema, str) else schema
+    return check_document(read_bytes(path), fmt, origin=os.fspath(path), model=model)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+_Found: TypeAlias = tuple[str, tuple[PathPart, ...], str]
+
+
+def _check_tree(node: Any, path: tuple[PathPart, ...]) -> _Found | None:
+    """The first bad key or value below ``node``: (reason label, path, why)."""
+    if node is None or isinstance(node, (str, bool, int)):
+        return None
+    if isinstance(node, float):
+        return None if math.isfinite(node) else ("type", path, f"{node!r} is not a JSON number")
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            found = _check_tree(item, (*path, i))
+            if found is not None:
+                return found
+        return None
+    if isinstance(node, dict):
+        in_list = any(isinstance(p, int) for p in path)
+        for key, value in node.items():
+            if not isinstance(key, str) or not key or ("." in key and not in_list):
+                return ("key", (*path, str(key)), f"key {key!r} must be a non-empty string "
+                        "without '.' (nest mappings instead)")
+            found = _check_tree(value, (*path, key))
+            if found is not None:
+                return found
+        return None
+    return ("type", path, f"{_kind(node)} is not a JSON value (quote it)")
+
+
+def _dotted(parts: Sequence[PathPart]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
+def _schema_message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
