@@ -13,6 +13,7 @@ See docs/postgres.md.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -28,12 +29,18 @@ from .protocol import check_json_value, check_key, check_name, flatten, unflatte
 log = logging.getLogger("hotreload.db")
 
 #: Errors of psycopg (and the socket below it) that mean "the server or the link failed".
-PG_ERRORS: Final[tuple[type[BaseException], ...]] = (psycopg.Error, OSError)
+PG_ERRORS: Final[tuple[type[Exception], ...]] = (psycopg.Error, OSError)
 _INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialising installs
 
 AsyncConn = psycopg.AsyncConnection[Any]
 DEFAULT_TABLE: Final = "hotreload_settings"
 DEFAULT_CHANNEL: Final = "hotreload_settings"
+
+
+def backoff_delay(attempt: int, cap: float) -> float:
+    """Capped exponential backoff with jitter: half to all of min(cap, 0.1 s * 2**attempt)."""
+    step = min(cap, 0.1 * float(2 ** min(attempt, 30)))
+    return step * random.uniform(0.5, 1.0)
 
 
 def describe(exc: BaseException) -> str:
