@@ -165,6 +165,7 @@ class PostgresSettings(_Section):
     keepalives_count: int = Field(3, ge=1)
     tcp_user_timeout_ms: int = Field(15000, ge=0)
     reconnect_backoff_max: float = Field(5.0, gt=0)
+    query_timeout: float = Field(10.0, gt=0)
     leader_lock_key: int = Field(0x686F7472, ge=-(2**63), lt=2**63)
     leader_poll_interval: float = Field(0.5, gt=0)
     leader_check_interval: float = Field(1.0, gt=0)

@@ -12,11 +12,12 @@ See docs/postgres.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -33,6 +34,7 @@ PG_ERRORS: Final[tuple[type[Exception], ...]] = (psycopg.Error, OSError)
 _INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialising installs
 
 AsyncConn = psycopg.AsyncConnection[Any]
+T = TypeVar("T")
 DEFAULT_TABLE: Final = "hotreload_settings"
 DEFAULT_CHANNEL: Final = "hotreload_settings"
 
@@ -71,6 +73,25 @@ def conninfo(settings: PostgresSettings, *, application_name: str = "hotreload")
     if settings.password is not None:
         params["password"] = settings.password.get_secret_value()
     return make_conninfo(dsn, **params)
+
+
+async def bounded(conn: AsyncConn, call: Awaitable[T], limit: float, what: str) -> T:
+    """Await a query with a deadline; past it (or if cancelled) close ``conn``, then cancel.
+
+    Closing first matters: psycopg answers a cancelled query with a cancel request and waits up
+    to 10 s for the server, which on a dead link only delays the reconnect.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    finally:
+        if not task.done():
+            await conn.close()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if not done:
+        raise BackendError(f"{what}: no answer from PostgreSQL within {limit:g} s")
+    return task.result()
 
 
 async def connect(settings: PostgresSettings, *, purpose: str = "hotreload") -> AsyncConn:

@@ -75,10 +75,10 @@ class LeaderLock:
                 async with aclosing(conn.notifies(timeout=s.leader_check_interval)) as notes:
                     async for _ in notes:
                         pass
-                async with asyncio.timeout(s.heartbeat_timeout):
-                    await conn.execute("SELECT 1")
+                await db.bounded(conn, conn.execute("SELECT 1"), s.heartbeat_timeout,
+                                 "leader check")
         except _FAILURES as exc:
-            reason = db.describe(exc) if str(exc) else "no answer in time"
+            reason = db.describe(exc)
         self._leader = False
         await self._drop()
         log.warning("lost leadership: %s", reason, extra={"action": "leader_lost"})
@@ -89,9 +89,8 @@ class LeaderLock:
         self._leader = False
         if conn is not None and was_leader and not conn.closed:
             try:
-                async with asyncio.timeout(self.settings.heartbeat_timeout):
-                    await conn.execute("SELECT pg_advisory_unlock(%s)",
-                                       (self.settings.leader_lock_key,))
+                await db.bounded(conn, conn.execute("SELECT pg_advisory_unlock(%s)", (
+                    self.settings.leader_lock_key,)), self.settings.heartbeat_timeout, "unlock")
             except _FAILURES as exc:
                 log.debug("advisory unlock failed (closing frees it): %s", db.describe(exc))
         await self._drop()
@@ -101,10 +100,10 @@ class LeaderLock:
     async def _try_lock(self) -> bool:
         if self._conn is None or self._conn.closed:
             self._conn = await db.connect(self.settings, purpose="hotreload-leader")
-        async with asyncio.timeout(self.settings.heartbeat_timeout):
-            cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                           (self.settings.leader_lock_key,))
-            row = await cur.fetchone()
+        conn = self._conn
+        cur = await db.bounded(conn, conn.execute("SELECT pg_try_advisory_lock(%s)", (
+            self.settings.leader_lock_key,)), self.settings.heartbeat_timeout, "leader poll")
+        row = await cur.fetchone()
         return bool(row and row[0])
 
     async def _drop(self) -> None:

@@ -138,12 +138,8 @@ class PostgresSource:
             if token is None and now - last_rx >= s.heartbeat_interval:
                 token = uuid.uuid4().hex
                 deadline = now + s.heartbeat_timeout
-                try:
-                    async with asyncio.timeout(s.heartbeat_timeout):
-                        await conn.execute("SELECT pg_notify(%s, %s)",
-                                           (s.heartbeat_channel, token))
-                except TimeoutError:
-                    raise BackendError("heartbeat NOTIFY timed out") from None
+                await db.bounded(conn, conn.execute("SELECT pg_notify(%s, %s)", (
+                    s.heartbeat_channel, token)), s.heartbeat_timeout, "heartbeat")
 
     def _dispatch(self, note: Notify, sink: Sink) -> None:
         if note.channel == self.settings.notify_channel:
@@ -188,7 +184,8 @@ class PostgresSource:
 
     async def _reconcile_on(self, conn: db.AsyncConn, sink: Sink) -> None:
         async with self._lock:
-            read = await db.read_all(conn, self.settings.settings_table)
+            read = await db.bounded(conn, db.read_all(conn, self.settings.settings_table),
+                                    self.settings.query_timeout, "reading the settings")
             for ns, doc in sorted(read.documents.items()):
                 await self._safe(sink.desired(ns, doc, source=SOURCE))
             for ns in sorted(self._known - read.documents.keys()):
@@ -199,7 +196,9 @@ class PostgresSource:
 
     async def _refresh(self, conn: db.AsyncConn, sink: Sink, ns: str) -> None:
         async with self._lock:
-            read = await db.read_namespace(conn, ns, self.settings.settings_table)
+            read = await db.bounded(
+                conn, db.read_namespace(conn, ns, self.settings.settings_table),
+                self.settings.query_timeout, "reading the settings")
             await self._safe(sink.desired(ns, read.documents.get(ns, {}), source=SOURCE))
             if ns in read.documents:
                 self._known.add(ns)
