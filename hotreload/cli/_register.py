@@ -6,7 +6,8 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from . import core
+    from . import core, db
 
     for command in core.COMMANDS:
         group.add_command(command)
+    group.add_command(db.db_group)
