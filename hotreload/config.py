@@ -34,7 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, ProtocolError
 from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -144,7 +144,10 @@ class InvalidationChannel(_Section):
     @classmethod
     def _check_ns(cls, value: str | None) -> str | None:
         if value is not None:
-            check_name(value, "namespace")
+            try:
+                check_name(value, "namespace")
+            except ProtocolError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
 
