@@ -59,10 +59,8 @@ class RecordingSink:
         self.accepted_count += 1
 
     def last(self, namespace: str) -> dict[str, Any] | None:
-        for ns, doc in reversed(self.desired_calls):
-            if ns == namespace:
-                return doc
-        return None
+        docs = [doc for ns, doc in self.desired_calls if ns == namespace]
+        return docs[-1] if docs else None
 
     async def wait_desired(self, namespace: str, doc: dict[str, Any],
                            limit: float = 10.0) -> None:
