@@ -40,13 +40,16 @@ class LeaderLock:
     async def acquire(self) -> None:
         """Return once this process holds the lock (polls while another process holds it)."""
         s = self.settings
+        if self._leader:
+            return
         attempt = 0
         while not self._leader:
             try:
-                if await self._try_lock():
+                got = await self._try_lock()
+                attempt, self._warned = 0, False
+                if got:
                     self._leader = True
                     break
-                attempt = 0
                 delay = s.leader_poll_interval
             except _FAILURES as exc:
                 await self._drop()
@@ -59,7 +62,6 @@ class LeaderLock:
                 delay = max(s.leader_poll_interval, backoff)
                 attempt += 1
             await asyncio.sleep(delay)
-        self._warned = False
         log.info("became the leader (advisory lock %d)", s.leader_lock_key,
                  extra={"action": "leader_acquired"})
 
