@@ -58,6 +58,8 @@ class LeaderLock:
                                 s.display_dsn(), db.describe(exc),
                                 extra={"action": "leader_connect_failed"})
                     self._warned = True
+                else:
+                    log.debug("leader election: still unreachable: %s", db.describe(exc))
                 backoff = db.backoff_delay(attempt, s.reconnect_backoff_max)
                 delay = max(s.leader_poll_interval, backoff)
                 attempt += 1

@@ -12,7 +12,14 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from _pg_helpers import PG_URL, BlackHoleProxy, make_settings, terminate
+from _pg_helpers import (
+    PG_URL,
+    BlackHoleProxy,
+    _free_port,
+    make_settings,
+    terminate,
+    wait_until,
+)
 
 from hotreload.leader import LeaderLock
 
@@ -133,3 +140,19 @@ async def test_black_holed_leader_notices_loss(locks: list[LeaderLock], key: int
 async def test_wait_lost_returns_at_once_when_not_leader(locks: list[LeaderLock],
                                                          key: int) -> None:
     await asyncio.wait_for(new_lock(locks, key).wait_lost(), 1)
+
+
+async def test_unreachable_server_warns_once(locks: list[LeaderLock], key: int,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "hotreload.leader")
+    lock = new_lock(locks, key, f"postgresql://postgres@127.0.0.1:{_free_port()}/x",
+                    leader_poll_interval=0.02, reconnect_backoff_max=0.05)
+    task = asyncio.create_task(lock.acquire())
+    try:
+        await wait_until(lambda: sum(r.levelno == logging.DEBUG for r in caplog.records) >= 3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [getattr(r, "action", None) for r in warnings] == ["leader_connect_failed"]
+    assert not lock.is_leader
