@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import SecretStr
 
 from .config import PostgresSettings
 from .errors import BackendError, ConfigError, HotReloadError, ProtocolError
@@ -204,10 +205,12 @@ def _render(template: str, names: SqlNames) -> sql.Composed:
     )
 
 
-Target = AsyncConn | PostgresSettings
+Target = AsyncConn | PostgresSettings | str
 
 
 async def _run_script(target: Target, names: SqlNames | None, template: str, what: str) -> None:
+    if isinstance(target, str):
+        target = PostgresSettings(dsn=SecretStr(target))
     if names is None:
         names = SqlNames.of(target) if isinstance(target, PostgresSettings) else SqlNames()
     conn = await connect(target, purpose="hotreload-db") if isinstance(
@@ -228,8 +231,8 @@ async def _run_script(target: Target, names: SqlNames | None, template: str, wha
 async def install(target: Target, names: SqlNames | None = None) -> None:
     """Create (or update) the table, functions and triggers, idempotently, in one transaction.
 
-    ``target`` is an open connection or the settings to connect with; ``names`` defaults to the
-    settings' table and channel.
+    ``target`` is an open connection, a DSN, or the settings to connect with; ``names`` defaults
+    to the settings' table and channel (else ``hotreload_settings`` for both).
     """
     await _run_script(target, names, _INSTALL, "installed")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import psycopg
 import pytest
 from _pg_helpers import (
     PG_URL,
@@ -14,6 +15,7 @@ from _pg_helpers import (
     make_settings,
     psql,
     terminate,
+    unique,
     wait_until,
 )
 from psycopg import sql
@@ -43,6 +45,16 @@ async def test_install_is_idempotent_and_keeps_rows(settings: PostgresSettings) 
         row = await cur.fetchone()
     assert read.documents == {"app": {"a": 1}}
     assert row == (3,)
+
+
+async def test_install_from_a_dsn_or_a_connection() -> None:
+    names = db.SqlNames(unique("hr_t"), unique("hr_c"))
+    await db.install(PG_URL, names)
+    async with await psycopg.AsyncConnection.connect(PG_URL) as conn:
+        await db.install(conn, names)
+        await db.uninstall(conn, names)
+        cur = await conn.execute("SELECT to_regclass(%s)", (names.table,))
+        assert await cur.fetchone() == (None,)
 
 
 async def test_psql_update_reaches_desired(running: Running, settings: PostgresSettings) -> None:
