@@ -1,4 +1,4 @@
-"""PostgreSQL: connections, the SQL objects (settings table + NOTIFY trigger), and reading them.
+"""PostgreSQL: the SQL objects (settings table + NOTIFY trigger), installing and reading them.
 
 The trigger sends only identifiers (PostgreSQL caps a payload below 8000 bytes); readers fetch the
 values. Payload on ``notify_channel``, one per changed row::
@@ -12,98 +12,37 @@ See docs/postgres.md.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from .config import PostgresSettings
-from .errors import BackendError, ConfigError, HotReloadError, ProtocolError
+from .errors import BackendError, HotReloadError, ProtocolError
+from .pgconn import PG_ERRORS, AsyncConn, connect, describe
 from .protocol import check_json_value, check_key, check_name, flatten, unflatten
+
+__all__ = [
+    "DEFAULT_CHANNEL",
+    "DEFAULT_TABLE",
+    "SqlNames",
+    "TableRead",
+    "build_documents",
+    "install",
+    "read_all",
+    "read_namespace",
+    "uninstall",
+]
 
 log = logging.getLogger("hotreload.db")
 
-#: Errors of psycopg (and the socket below it) that mean "the server or the link failed".
-PG_ERRORS: Final[tuple[type[Exception], ...]] = (psycopg.Error, OSError)
 _INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialising installs
 
-AsyncConn = psycopg.AsyncConnection[Any]
-T = TypeVar("T")
 DEFAULT_TABLE: Final = "hotreload_settings"
 DEFAULT_CHANNEL: Final = "hotreload_settings"
-
-
-def backoff_delay(attempt: int, cap: float) -> float:
-    """Capped exponential backoff with jitter: half to all of min(cap, 0.1 s * 2**attempt)."""
-    step = min(cap, 0.1 * float(2 ** min(attempt, 30)))
-    return step * random.uniform(0.5, 1.0)
-
-
-def describe(exc: BaseException) -> str:
-    """One line about a psycopg error; libpq messages never hold the password."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
-
-
-def conninfo(settings: PostgresSettings, *, application_name: str = "hotreload") -> str:
-    """The libpq connection string with keepalives and timeouts (holds the password: never log)."""
-    dsn = settings.dsn.get_secret_value()
-    try:
-        given = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        raise ConfigError(f"postgres.dsn is not a valid connection string: {settings.display_dsn()}"
-                          ) from None
-    params: dict[str, Any] = {
-        "connect_timeout": settings.connect_timeout,
-        "keepalives": 1,
-        "keepalives_idle": settings.keepalives_idle,
-        "keepalives_interval": settings.keepalives_interval,
-        "keepalives_count": settings.keepalives_count,
-    }
-    if settings.tcp_user_timeout_ms:
-        params["tcp_user_timeout"] = settings.tcp_user_timeout_ms
-    if "application_name" not in given:
-        params["application_name"] = application_name
-    if settings.password is not None:
-        params["password"] = settings.password.get_secret_value()
-    return make_conninfo(dsn, **params)
-
-
-async def bounded(conn: AsyncConn, call: Awaitable[T], limit: float, what: str) -> T:
-    """Await a query with a deadline; past it (or if cancelled) close ``conn``, then cancel.
-
-    Closing first matters: psycopg answers a cancelled query with a cancel request and waits up
-    to 10 s for the server, which on a dead link only delays the reconnect.
-    """
-    task = asyncio.ensure_future(call)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=limit)
-    finally:
-        if not task.done():
-            await conn.close()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if not done:
-        raise BackendError(f"{what}: no answer from PostgreSQL within {limit:g} s")
-    return task.result()
-
-
-async def connect(settings: PostgresSettings, *, purpose: str = "hotreload") -> AsyncConn:
-    """A new autocommit connection (never pooled); failures become `BackendError`."""
-    info = conninfo(settings, application_name=purpose)
-    try:
-        return await psycopg.AsyncConnection.connect(info, autocommit=True)
-    except PG_ERRORS as exc:
-        raise BackendError(
-            f"cannot connect to PostgreSQL {settings.display_dsn()}: {describe(exc)}"
-        ) from exc
 
 
 # --------------------------------------------------------------------------- SQL objects

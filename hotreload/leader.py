@@ -15,13 +15,13 @@ import logging
 from contextlib import aclosing
 from typing import Final
 
-from . import db
+from . import pgconn
 from .config import PostgresSettings
 from .errors import BackendError
 
 log = logging.getLogger("hotreload.leader")
 
-_FAILURES: Final[tuple[type[Exception], ...]] = (BackendError, TimeoutError, *db.PG_ERRORS)
+_FAILURES: Final[tuple[type[Exception], ...]] = (BackendError, TimeoutError, *pgconn.PG_ERRORS)
 
 
 class LeaderLock:
@@ -29,7 +29,7 @@ class LeaderLock:
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
-        self._conn: db.AsyncConn | None = None
+        self._conn: pgconn.AsyncConn | None = None
         self._leader = False
         self._warned = False
 
@@ -55,12 +55,12 @@ class LeaderLock:
                 await self._drop()
                 if not self._warned:
                     log.warning("leader election: PostgreSQL %s unreachable: %s; retrying",
-                                s.display_dsn(), db.describe(exc),
+                                s.display_dsn(), pgconn.describe(exc),
                                 extra={"action": "leader_connect_failed"})
                     self._warned = True
                 else:
-                    log.debug("leader election: still unreachable: %s", db.describe(exc))
-                backoff = db.backoff_delay(attempt, s.reconnect_backoff_max)
+                    log.debug("leader election: still unreachable: %s", pgconn.describe(exc))
+                backoff = pgconn.backoff_delay(attempt, s.reconnect_backoff_max)
                 delay = max(s.leader_poll_interval, backoff)
                 attempt += 1
             await asyncio.sleep(delay)
@@ -79,10 +79,10 @@ class LeaderLock:
                 async with aclosing(conn.notifies(timeout=s.leader_check_interval)) as notes:
                     async for _ in notes:
                         pass
-                await db.bounded(conn, conn.execute("SELECT 1"), s.heartbeat_timeout,
+                await pgconn.bounded(conn, conn.execute("SELECT 1"), s.heartbeat_timeout,
                                  "leader check")
         except _FAILURES as exc:
-            reason = db.describe(exc)
+            reason = pgconn.describe(exc)
         self._leader = False
         await self._drop()
         log.warning("lost leadership: %s", reason, extra={"action": "leader_lost"})
@@ -93,19 +93,19 @@ class LeaderLock:
         self._leader = False
         if conn is not None and was_leader and not conn.closed:
             try:
-                await db.bounded(conn, conn.execute("SELECT pg_advisory_unlock(%s)", (
+                await pgconn.bounded(conn, conn.execute("SELECT pg_advisory_unlock(%s)", (
                     self.settings.leader_lock_key,)), self.settings.heartbeat_timeout, "unlock")
             except _FAILURES as exc:
-                log.debug("advisory unlock failed (closing frees it): %s", db.describe(exc))
+                log.debug("advisory unlock failed (closing frees it): %s", pgconn.describe(exc))
         await self._drop()
         if was_leader:
             log.info("released leadership", extra={"action": "leader_released"})
 
     async def _try_lock(self) -> bool:
         if self._conn is None or self._conn.closed:
-            self._conn = await db.connect(self.settings, purpose="hotreload-leader")
+            self._conn = await pgconn.connect(self.settings, purpose="hotreload-leader")
         conn = self._conn
-        cur = await db.bounded(conn, conn.execute("SELECT pg_try_advisory_lock(%s)", (
+        cur = await pgconn.bounded(conn, conn.execute("SELECT pg_try_advisory_lock(%s)", (
             self.settings.leader_lock_key,)), self.settings.heartbeat_timeout, "leader poll")
         row = await cur.fetchone()
         return bool(row and row[0])
@@ -116,4 +116,4 @@ class LeaderLock:
             try:
                 await conn.close()
             except _FAILURES as exc:  # pragma: no cover - closing a dead link
-                log.debug("closing the leader connection failed: %s", db.describe(exc))
+                log.debug("closing the leader connection failed: %s", pgconn.describe(exc))

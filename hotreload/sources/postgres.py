@@ -20,7 +20,7 @@ from typing import Final
 
 from psycopg import Notify, sql
 
-from .. import db
+from .. import db, pgconn
 from ..config import PostgresSettings
 from ..errors import BackendError, ProtocolError
 from .base import Sink
@@ -29,7 +29,7 @@ from .pg_payload import InvalidationRequest, parse_invalidation, settings_namesp
 log = logging.getLogger("hotreload.sources.postgres")
 
 SOURCE: Final = "postgres"
-_FAILURES: Final[tuple[type[Exception], ...]] = (BackendError, *db.PG_ERRORS)
+_FAILURES: Final[tuple[type[Exception], ...]] = (BackendError, *pgconn.PG_ERRORS)
 
 
 class _ReadAll:
@@ -54,7 +54,7 @@ class PostgresSource:
         self._known: set[str] = set()  # namespaces that had rows at the last read
         self._bad: dict[str, list[str]] = {}  # bad rows by namespace, as reported
         self._lock = asyncio.Lock()  # one read-and-report at a time: no stale overtaking
-        self._reader: db.AsyncConn | None = None
+        self._reader: pgconn.AsyncConn | None = None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._pending: set[str] = set()
         self._all_pending = False
@@ -72,7 +72,7 @@ class PostgresSource:
             try:
                 await self._session(sink)
             except _FAILURES as exc:
-                self._went_down(db.describe(exc))
+                self._went_down(pgconn.describe(exc))
             except Exception as exc:  # a bug must not stop the source: log it, reconnect
                 log.exception("PostgreSQL source failed")
                 self._went_down(f"{type(exc).__name__}: {exc}")
@@ -80,7 +80,7 @@ class PostgresSource:
                 self.connected = False
             if self._started:
                 attempt = 0
-            await asyncio.sleep(db.backoff_delay(attempt, self.settings.reconnect_backoff_max))
+            await asyncio.sleep(pgconn.backoff_delay(attempt, self.settings.reconnect_backoff_max))
             attempt += 1
 
     async def reconcile(self, sink: Sink) -> None:
@@ -88,7 +88,7 @@ class PostgresSource:
         if reader is not None and not reader.closed:
             await self._reconcile_on(reader, sink)
             return
-        conn = await db.connect(self.settings, purpose="hotreload-read")
+        conn = await pgconn.connect(self.settings, purpose="hotreload-read")
         try:
             await self._reconcile_on(conn, sink)
         finally:
@@ -98,9 +98,9 @@ class PostgresSource:
 
     async def _session(self, sink: Sink) -> None:
         s = self.settings
-        listener = await db.connect(s, purpose="hotreload-listen")
+        listener = await pgconn.connect(s, purpose="hotreload-listen")
         try:
-            reader = await db.connect(s, purpose="hotreload-read")
+            reader = await pgconn.connect(s, purpose="hotreload-read")
             try:
                 for channel in (s.notify_channel, s.heartbeat_channel, *self.channels):
                     await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
@@ -118,7 +118,7 @@ class PostgresSource:
         finally:
             await listener.close()
 
-    async def _listen(self, conn: db.AsyncConn, sink: Sink) -> None:
+    async def _listen(self, conn: pgconn.AsyncConn, sink: Sink) -> None:
         s = self.settings
         pid = conn.info.backend_pid
         token: str | None = None
@@ -138,7 +138,7 @@ class PostgresSource:
             if token is None and now - last_rx >= s.heartbeat_interval:
                 token = uuid.uuid4().hex
                 deadline = now + s.heartbeat_timeout
-                await db.bounded(conn, conn.execute("SELECT pg_notify(%s, %s)", (
+                await pgconn.bounded(conn, conn.execute("SELECT pg_notify(%s, %s)", (
                     s.heartbeat_channel, token)), s.heartbeat_timeout, "heartbeat")
 
     def _dispatch(self, note: Notify, sink: Sink) -> None:
@@ -164,7 +164,7 @@ class PostgresSource:
         self._carried[note.channel].add(request.namespace)
         self._enqueue(request)
 
-    async def _work(self, reader: db.AsyncConn, sink: Sink) -> None:
+    async def _work(self, reader: pgconn.AsyncConn, sink: Sink) -> None:
         while True:
             item = await self._queue.get()
             if isinstance(item, _ReadAll):
@@ -182,9 +182,9 @@ class PostgresSource:
 
     # ----------------------------------------------------------------------- reads
 
-    async def _reconcile_on(self, conn: db.AsyncConn, sink: Sink) -> None:
+    async def _reconcile_on(self, conn: pgconn.AsyncConn, sink: Sink) -> None:
         async with self._lock:
-            read = await db.bounded(conn, db.read_all(conn, self.settings.settings_table),
+            read = await pgconn.bounded(conn, db.read_all(conn, self.settings.settings_table),
                                     self.settings.query_timeout, "reading the settings")
             for ns, doc in sorted(read.documents.items()):
                 await self._safe(sink.desired(ns, doc, source=SOURCE))
@@ -194,9 +194,9 @@ class PostgresSource:
             self._report(sink, read.problems, None)
         log.debug("reconciled %d namespace(s) from PostgreSQL", len(read.documents))
 
-    async def _refresh(self, conn: db.AsyncConn, sink: Sink, ns: str) -> None:
+    async def _refresh(self, conn: pgconn.AsyncConn, sink: Sink, ns: str) -> None:
         async with self._lock:
-            read = await db.bounded(
+            read = await pgconn.bounded(
                 conn, db.read_namespace(conn, ns, self.settings.settings_table),
                 self.settings.query_timeout, "reading the settings")
             await self._safe(sink.desired(ns, read.documents.get(ns, {}), source=SOURCE))

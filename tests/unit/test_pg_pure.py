@@ -8,7 +8,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
-from hotreload import db
+from hotreload import db, pgconn
 from hotreload.config import InvalidationChannel, PostgresSettings, build_config
 from hotreload.errors import ConfigError, ProtocolError
 from hotreload.sources.pg_payload import (
@@ -140,7 +140,7 @@ def test_bad_postgres_config(postgres: dict[str, Any], message: str) -> None:
 def test_conninfo_merges_password_and_keepalives() -> None:
     s = PostgresSettings(dsn=SecretStr("postgresql://u@db.example:5433/app"),
                          password=SecretStr("p@ss word"), tcp_user_timeout_ms=7000)
-    info = conninfo_to_dict(db.conninfo(s, application_name="x"))
+    info = conninfo_to_dict(pgconn.conninfo(s, application_name="x"))
     assert info["password"] == "p@ss word"
     assert info["host"] == "db.example"
     assert info["keepalives"] == "1"
@@ -156,7 +156,7 @@ def test_conninfo_merges_password_and_keepalives() -> None:
 
 def test_conninfo_keeps_the_dsn_application_name_and_redacts() -> None:
     s = PostgresSettings(dsn=SecretStr("postgresql://u:hunter2@h/d?application_name=mine"))
-    assert conninfo_to_dict(db.conninfo(s))["application_name"] == "mine"
+    assert conninfo_to_dict(pgconn.conninfo(s))["application_name"] == "mine"
     assert "hunter2" not in s.display_dsn()
     kv = PostgresSettings(dsn=SecretStr("host=h password=hunter2 dbname=d"))
     assert "hunter2" not in kv.display_dsn()
@@ -165,12 +165,12 @@ def test_conninfo_keeps_the_dsn_application_name_and_redacts() -> None:
 def test_invalid_dsn_is_a_config_error_without_the_secret() -> None:
     s = PostgresSettings(dsn=SecretStr("host=h password=hunter2 = broken"))
     with pytest.raises(ConfigError) as info:
-        db.conninfo(s)
+        pgconn.conninfo(s)
     assert "hunter2" not in str(info.value)
 
 
 def test_backoff_is_capped_and_jittered() -> None:
-    delays = [db.backoff_delay(n, 2.0) for n in range(40)]
+    delays = [pgconn.backoff_delay(n, 2.0) for n in range(40)]
     assert all(0 < d <= 2.0 for d in delays)
     assert delays[0] <= 0.1
     assert max(delays[10:]) > 0.9

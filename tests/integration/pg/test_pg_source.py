@@ -20,7 +20,7 @@ from _pg_helpers import (
 )
 from psycopg import sql
 
-from hotreload import db
+from hotreload import db, pgconn
 from hotreload.config import PostgresSettings
 from hotreload.sources.postgres import PostgresSource
 
@@ -37,7 +37,7 @@ async def test_install_is_idempotent_and_keeps_rows(settings: PostgresSettings) 
     await psql(PG_URL, f"INSERT INTO {table(settings)} VALUES ('app', 'a', '1')")
     await db.install(settings)
     await db.install(settings)
-    async with await db.connect(settings) as conn:
+    async with await pgconn.connect(settings) as conn:
         read = await db.read_all(conn, settings.settings_table)
         cur = await conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
