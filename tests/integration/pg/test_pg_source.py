@@ -197,3 +197,26 @@ async def test_black_holed_link_is_detected_by_heartbeat(settings: PostgresSetti
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await proxy.close()
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+async def test_cancel_is_prompt(settings: PostgresSettings, frozen: bool) -> None:
+    proxy = BlackHoleProxy()
+    await proxy.start()
+    s = make_settings(proxy.url(), settings_table=settings.settings_table,
+                      notify_channel=settings.notify_channel, heartbeat_interval=0.1,
+                      heartbeat_timeout=30.0)
+    source = PostgresSource(s, default_namespace="app")
+    task = asyncio.create_task(source.run(RecordingSink()))
+    try:
+        await wait_until(lambda: source.connected)
+        if frozen:
+            proxy.freeze()
+            await psql(PG_URL, f"INSERT INTO {table(settings)} VALUES ('app', 'k', '1')")
+        t0 = asyncio.get_running_loop().time()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert asyncio.get_running_loop().time() - t0 < 2.0
+        assert task.cancelled()
+    finally:
+        await proxy.close()
