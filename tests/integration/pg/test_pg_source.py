@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 import psycopg
 import pytest
@@ -220,3 +222,19 @@ async def test_cancel_is_prompt(settings: PostgresSettings, frozen: bool) -> Non
         assert task.cancelled()
     finally:
         await proxy.close()
+
+
+async def test_socket_has_keepalives_and_user_timeout() -> None:
+    s = make_settings(keepalives_idle=7, keepalives_interval=3, keepalives_count=4,
+                      tcp_user_timeout_ms=9000)
+    async with await pgconn.connect(s) as conn:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 3
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 9000
+        finally:
+            sock.close()
+        assert conn.autocommit
