@@ -9,6 +9,7 @@ the defaults below. The file is ``-c/--config``, else ``$HOTRELOAD_CONFIG``, els
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,7 +18,15 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -114,14 +123,54 @@ class SecuritySettings(_Section):
         return self.hmac_key.get_secret_value().encode()
 
 
+_PG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,47}$")
+
+
+def check_pg_name(value: str, what: str) -> str:
+    """A table or channel name: 1-48 of ``A-Z a-z 0-9 _ . -``, not starting with a digit."""
+    if not _PG_NAME_RE.match(value):
+        raise ValueError(
+            f"invalid {what} {value!r}: use 1-48 characters of A-Z a-z 0-9 _ . -, "
+            "starting with a letter or _"
+        )
+    return value
+
+
+class InvalidationChannel(_Section):
+    """A NOTIFY channel whose payloads become ``invalidate`` events.
+
+    ``namespace`` is where payloads without a ``namespace`` field go (default: the config's
+    ``namespace``); after a reconnect it receives an "invalidate everything".
+    """
+
+    channel: str
+    namespace: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str) -> str:
+        return check_pg_name(value, "channel")
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_ns(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_name(value, "namespace")
+            except ProtocolError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
 class PostgresSettings(_Section):
-    """The PostgreSQL source (daemon only)."""
+    """The PostgreSQL source and leader election (daemon only)."""
 
     dsn: SecretStr = SecretStr("postgresql://localhost:5432/postgres")
     password: SecretStr | None = None
-    channels: list[str] = Field(default_factory=list)
+    channels: list[str | InvalidationChannel] = Field(default_factory=list)
     settings_table: str = "hotreload_settings"
     notify_channel: str = "hotreload_settings"
+    heartbeat_channel: str = "hotreload_heartbeat"
     heartbeat_interval: float = Field(2.0, gt=0)
     heartbeat_timeout: float = Field(6.0, gt=0)
     connect_timeout: int = Field(5, ge=1)
@@ -129,7 +178,43 @@ class PostgresSettings(_Section):
     keepalives_interval: int = Field(5, ge=1)
     keepalives_count: int = Field(3, ge=1)
     tcp_user_timeout_ms: int = Field(15000, ge=0)
-    leader_lock_key: int = 0x686F7472
+    reconnect_backoff_max: float = Field(5.0, gt=0)
+    query_timeout: float = Field(10.0, gt=0)
+    leader_lock_key: int = Field(0x686F7472, ge=-(2**63), lt=2**63)
+    leader_poll_interval: float = Field(0.5, gt=0)
+    leader_check_interval: float = Field(1.0, gt=0)
+
+    @field_validator("settings_table", "notify_channel", "heartbeat_channel")
+    @classmethod
+    def _check_pg_names(cls, value: str) -> str:
+        return check_pg_name(value, "name")
+
+    @field_validator("channels")
+    @classmethod
+    def _check_channels(
+        cls, value: list[str | InvalidationChannel]
+    ) -> list[str | InvalidationChannel]:
+        for item in value:
+            if isinstance(item, str):
+                check_pg_name(item, "channel")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_channels(self) -> PostgresSettings:
+        names = [c.channel for c in self.invalidation_channels("default")]
+        names += [self.notify_channel, self.heartbeat_channel]
+        if len(set(names)) != len(names):
+            raise ValueError("notify_channel, heartbeat_channel and channels must all differ")
+        return self
+
+    def invalidation_channels(self, default_namespace: str) -> list[InvalidationChannel]:
+        """``channels`` with every entry as an `InvalidationChannel` with its namespace set."""
+        out = []
+        for item in self.channels:
+            if isinstance(item, str):
+                item = InvalidationChannel(channel=item)
+            out.append(item.model_copy(update={"namespace": item.namespace or default_namespace}))
+        return out
 
     def display_dsn(self) -> str:
         return redact_url(self.dsn.get_secret_value())

@@ -6,11 +6,9 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from . import core, demo
+    from . import core, db, demo, validate
 
     for command in [*core.COMMANDS, *demo.COMMANDS]:
         group.add_command(command)
-
-    from . import validate
-
     group.add_command(validate.validate_command)
+    group.add_command(db.db_group)

@@ -1,0 +1,260 @@
+"""PostgreSQL: the SQL objects (settings table + NOTIFY trigger), installing and reading them.
+
+The trigger sends only identifiers (PostgreSQL caps a payload below 8000 bytes); readers fetch the
+values. Payload on ``notify_channel``, one per changed row::
+
+    {"namespace": "app", "key": "db.pool_size", "op": "update"}   -- insert | update | delete
+    {"namespace": "app", "op": "update"}                          -- identifiers too long
+    {"op": "truncate"}                                            -- re-read everything
+
+See docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from psycopg import sql
+from pydantic import SecretStr
+
+from .config import PostgresSettings
+from .errors import BackendError, HotReloadError, ProtocolError
+from .pgconn import PG_ERRORS, AsyncConn, connect, describe
+from .protocol import check_json_value, check_key, check_name, flatten, unflatten
+
+__all__ = [
+    "DEFAULT_CHANNEL",
+    "DEFAULT_TABLE",
+    "SqlNames",
+    "TableRead",
+    "build_documents",
+    "install",
+    "read_all",
+    "read_namespace",
+    "uninstall",
+]
+
+log = logging.getLogger("hotreload.db")
+
+_INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialising installs
+
+DEFAULT_TABLE: Final = "hotreload_settings"
+DEFAULT_CHANNEL: Final = "hotreload_settings"
+
+
+# --------------------------------------------------------------------------- SQL objects
+
+
+@dataclass(frozen=True, slots=True)
+class SqlNames:
+    """The table and channel the SQL objects use (functions and triggers are named after both)."""
+
+    table: str = DEFAULT_TABLE
+    channel: str = DEFAULT_CHANNEL
+
+    @classmethod
+    def of(cls, settings: PostgresSettings) -> SqlNames:
+        return cls(settings.settings_table, settings.notify_channel)
+
+    def ident(self, suffix: str = "") -> sql.Identifier:
+        return sql.Identifier(self.table + suffix)
+
+
+_INSTALL: Final = """
+CREATE TABLE IF NOT EXISTS {table} (
+    namespace text NOT NULL,
+    key text NOT NULL,
+    value jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, key)
+);
+
+CREATE OR REPLACE FUNCTION {payload}(ns text, k text, op text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $hr$
+DECLARE
+    p text := json_build_object('namespace', ns, 'key', k, 'op', op)::text;
+BEGIN
+    IF octet_length(p) >= 8000 THEN
+        p := json_build_object('namespace', ns, 'op', op)::text;
+    END IF;
+    IF octet_length(p) >= 8000 THEN
+        p := json_build_object('op', op)::text;
+    END IF;
+    RETURN p;
+END $hr$;
+
+CREATE OR REPLACE FUNCTION {notify}() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $hr$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM pg_notify({channel}, json_build_object('op', 'truncate')::text);
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify({channel}, {payload}(OLD.namespace, OLD.key, 'delete'));
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        IF (OLD.namespace, OLD.key) IS DISTINCT FROM (NEW.namespace, NEW.key) THEN
+            PERFORM pg_notify({channel}, {payload}(OLD.namespace, OLD.key, 'delete'));
+        END IF;
+    END IF;
+    PERFORM pg_notify({channel}, {payload}(NEW.namespace, NEW.key, lower(TG_OP)));
+    RETURN NULL;
+END $hr$;
+
+CREATE OR REPLACE FUNCTION {touch}() RETURNS trigger LANGUAGE plpgsql AS $hr$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $hr$;
+
+DROP TRIGGER IF EXISTS {row_trigger} ON {table};
+CREATE TRIGGER {row_trigger} AFTER INSERT OR UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {notify}();
+DROP TRIGGER IF EXISTS {truncate_trigger} ON {table};
+CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {table}
+    FOR EACH STATEMENT EXECUTE FUNCTION {notify}();
+DROP TRIGGER IF EXISTS {touch_trigger} ON {table};
+CREATE TRIGGER {touch_trigger} BEFORE UPDATE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {touch}();
+"""
+
+_UNINSTALL: Final = """
+DROP TABLE IF EXISTS {table};
+DROP FUNCTION IF EXISTS {notify}();
+DROP FUNCTION IF EXISTS {touch}();
+DROP FUNCTION IF EXISTS {payload}(text, text, text);
+"""
+
+
+def _render(template: str, names: SqlNames) -> sql.Composed:
+    return sql.SQL(template).format(
+        table=names.ident(),
+        payload=names.ident("_payload"),
+        notify=names.ident("_notify"),
+        touch=names.ident("_touch"),
+        row_trigger=names.ident("_notify_row"),
+        truncate_trigger=names.ident("_notify_truncate"),
+        touch_trigger=names.ident("_touch"),
+        channel=sql.Literal(names.channel),
+    )
+
+
+Target = AsyncConn | PostgresSettings | str
+
+
+async def _run_script(target: Target, names: SqlNames | None, template: str, what: str) -> None:
+    if isinstance(target, str):
+        target = PostgresSettings(dsn=SecretStr(target))
+    if names is None:
+        names = SqlNames.of(target) if isinstance(target, PostgresSettings) else SqlNames()
+    conn = await connect(target, purpose="hotreload-db") if isinstance(
+        target, PostgresSettings) else target
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INSTALL_LOCK,))
+            await conn.execute(_render(template, names))
+    except PG_ERRORS as exc:
+        raise BackendError(f"{what} {names.table}: {describe(exc)}") from exc
+    finally:
+        if conn is not target:
+            await conn.close()
+    log.info("%s table %s (channel %s)", what, names.table, names.channel,
+             extra={"action": what})
+
+
+async def install(target: Target, names: SqlNames | None = None) -> None:
+    """Create (or update) the table, functions and triggers, idempotently, in one transaction.
+
+    ``target`` is an open connection, a DSN, or the settings to connect with; ``names`` defaults
+    to the settings' table and channel (else ``hotreload_settings`` for both).
+    """
+    await _run_script(target, names, _INSTALL, "installed")
+
+
+async def uninstall(target: Target, names: SqlNames | None = None) -> None:
+    """Drop the table (with its rows!), functions and triggers, in one transaction."""
+    await _run_script(target, names, _UNINSTALL, "uninstalled")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class TableRead:
+    """Nested documents by namespace, and one line per row that was skipped."""
+
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+
+def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
+    """Rows ``(namespace, dotted key, JSON value)`` to nested documents (pure; no I/O).
+
+    A row with an invalid namespace or key, or whose key clashes with another row's (``db`` = 5
+    beside ``db.pool`` = 3), is skipped and reported in ``problems``; the others still count.
+    A row whose value is an object contributes that whole subtree.
+    """
+    flat: dict[str, dict[str, Any]] = {}
+    inner: dict[str, set[str]] = {}
+    out = TableRead()
+    for ns, key, value in sorted(rows, key=lambda r: (r[0], r[1])):
+        try:
+            check_name(ns, "namespace")
+        except HotReloadError as exc:
+            out.problems.setdefault(ns, []).append(f"row ({ns!r}, {key!r}): {exc}")
+            continue
+        leaves = flat.setdefault(ns, {})
+        parents = inner.setdefault(ns, set())
+        try:
+            check_key(key)
+            check_json_value(value, key)
+            entries = flatten(value, key + ".") if isinstance(value, dict) and value else {
+                key: value}
+            _check_clash(entries, leaves, parents)
+        except HotReloadError as exc:
+            out.problems.setdefault(ns, []).append(f"row ({ns!r}, {key!r}): {exc}")
+            continue
+        for k, v in entries.items():
+            leaves[k] = v
+            parts = k.split(".")
+            parents.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    for ns, leaves in flat.items():
+        out.documents[ns] = unflatten(leaves)
+    return out
+
+
+def _check_clash(entries: dict[str, Any], leaves: dict[str, Any], parents: set[str]) -> None:
+    for k, v in entries.items():
+        parts = k.split(".")
+        ancestors = [".".join(parts[:i]) for i in range(1, len(parts))]
+        clash = next((a for a in ancestors if a in leaves and leaves[a] != {}), None)
+        if k in leaves or (k in parents and v != {}) or clash is not None:
+            raise ProtocolError(f"key {k!r} clashes with another row ({clash or k!r} is set)")
+
+
+async def read_all(conn: AsyncConn, table: str = DEFAULT_TABLE) -> TableRead:
+    """Every namespace of the settings table, in one statement (one snapshot)."""
+    query = sql.SQL("SELECT namespace, key, value FROM {}").format(sql.Identifier(table))
+    return await _read(conn, query, ())
+
+
+async def read_namespace(conn: AsyncConn, namespace: str,
+                         table: str = DEFAULT_TABLE) -> TableRead:
+    """One namespace of the settings table (absent from ``documents`` if it has no rows)."""
+    query = sql.SQL("SELECT namespace, key, value FROM {} WHERE namespace = %s").format(
+        sql.Identifier(table))
+    return await _read(conn, query, (namespace,))
+
+
+async def _read(conn: AsyncConn, query: sql.Composed, params: tuple[Any, ...]) -> TableRead:
+    try:
+        cur = await conn.execute(query, params)
+        rows = await cur.fetchall()
+    except PG_ERRORS as exc:
+        raise BackendError(f"cannot read the settings table: {describe(exc)}") from exc
+    return build_documents((r[0], r[1], r[2]) for r in rows)
