@@ -489,6 +489,9 @@ class AsyncSubscriber(Generic[ModelT]):
                 settings = self.model.model_validate(nested)
             except pydantic.ValidationError as exc:
                 raise SettingsRejected(_describe_validation(exc)) from None
+            except Exception as exc:  # a broken model must not break the subscriber
+                raise SettingsRejected(
+                    f"{self.model.__name__} raised {type(exc).__name__}: {exc}") from None
             freeze(settings.model_dump(), index)
         return _Current(version, flat, settings, index)
 

@@ -55,7 +55,7 @@ def read_document(path: str) -> dict[str, Any]:
     """A settings document (YAML, JSON or TOML by extension), checked like the daemon does."""
     from ..documents import load_document
 
-    return load_document(Path(path)).document
+    return load_document(Path(path)).data
 
 
 def _ts(ts: float) -> str:
