@@ -108,3 +108,21 @@ def test_tail_prints_one_line_per_applied_event(run, tmp_path: Path, namespace: 
                                                          ("change", 4)]
     assert lines[0]["changes"] == [{"op": "set", "key": "a", "old": 1, "new": 2}]
     assert proc.returncode == 0, err
+
+
+def test_publish_file_makes_the_namespace_exactly_the_document(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("publish", "old=1", "db.host=a")
+    doc = tmp_path / "settings.yaml"
+    doc.write_text("db:\n  host: b\n  pool_size: 5\nname: svc\n")
+    assert "published v2 (4 changes)" in run("publish", "--file", str(doc)).stdout
+    assert json.loads(run("get", "--json").stdout)["settings"] == {
+        "db": {"host": "b", "pool_size": 5}, "name": "svc"}
+    assert run("publish", "--file", str(doc)).stdout.strip() == "no change"
+    doc.write_text("extra: true\n")
+    run("publish", "--file", str(doc), "--merge")
+    assert json.loads(run("get", "extra", "--json").stdout)["value"] is True
+    doc.write_text("db: [unclosed\n")
+    result = run("publish", "--file", str(doc), ok=False)
+    assert result.exit_code == 1
+    assert "invalid YAML" in result.stderr
+    assert json.loads(run("get", "--json").stdout)["version"] == 3
