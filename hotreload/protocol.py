@@ -144,7 +144,10 @@ def _flatten_into(out: dict[str, Any], node: Mapping[str, Any], prefix: str) -> 
                 f"invalid settings key {where!r}: names must be non-empty strings without '.'"
             )
         path = prefix + k
-        if isinstance(v, Mapping) and v:
+        t = type(v)
+        if t is str or t is int or t is float or t is bool or t is list or v is None:
+            out[path] = v  # the common leaves, before the slower ABC check
+        elif isinstance(v, Mapping) and v:
             _flatten_into(out, v, path + ".")
         else:
             out[path] = {} if isinstance(v, Mapping) else v
@@ -216,8 +219,11 @@ def update(
     for key, value in sets.items():
         check_key(key)
         check_json_value(value, key)
-        for k in _subtree(new, key):
-            del new[k]
+        if key in new:
+            del new[key]  # a leaf has no subtree: skip the scan
+        else:
+            for k in _subtree(new, key):
+                del new[k]
         for anc in _ancestors(key):
             new.pop(anc, None)
         if isinstance(value, Mapping) and value:
@@ -237,22 +243,39 @@ def _plain(value: Any) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
-    # JSON equality: True != 1 and 1.0 == 1 are not what JSON text says, so compare text.
-    if type(a) is type(b) and isinstance(a, (str, int)) and not isinstance(a, bool):
-        return bool(a == b)
+    """JSON equality: ``true`` is not ``1`` and ``1.0`` is not ``1`` in JSON text."""
+    if a is b:
+        return True
+    t = type(a)
+    if t is type(b):
+        if t is str or t is int or t is bool:
+            return bool(a == b)
+        if t is float:  # equal floats print alike, except 0.0 and -0.0
+            return bool(a == b) and math.copysign(1.0, a) == math.copysign(1.0, b)
+        if t is not list and t is not dict:
+            return False
     return canonical_json(a) == canonical_json(b)
+
+
+def _change_key(change: Change) -> str:
+    return change.key
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
     """Leaf-level changes from ``old`` to ``new``, sorted by key."""
     changes: list[Change] = []
-    for key in sorted(old.keys() | new.keys()):
-        if key not in new:
-            changes.append(Change("delete", key, old[key]))
-        elif key not in old:
-            changes.append(Change("set", key, MISSING, new[key]))
-        elif not _same(old[key], new[key]):
-            changes.append(Change("set", key, old[key], new[key]))
+    common = 0
+    for key, value in new.items():
+        if key in old:
+            common += 1
+            before = old[key]
+            if not _same(before, value):
+                changes.append(Change("set", key, before, value))
+        else:
+            changes.append(Change("set", key, MISSING, value))
+    if common < len(old):
+        changes.extend(Change("delete", key, old[key]) for key in old if key not in new)
+    changes.sort(key=_change_key)
     return tuple(changes)
 
 

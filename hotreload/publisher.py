@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from . import protocol as p
+from ._frozen import patch_tree
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import make_client, wrap_errors
@@ -76,6 +77,7 @@ class _State:
     version: int
     checksum: str
     flat: dict[str, Any]
+    nested: dict[str, Any]
 
 
 class AsyncPublisher:
@@ -217,7 +219,7 @@ class AsyncPublisher:
 
     async def _load_state(self, ns: str) -> _State:
         snap = await self.snapshot(ns)
-        state = _State(snap.version, snap.checksum, snap.flat)
+        state = _State(snap.version, snap.checksum, snap.flat, snap.settings)
         self._states[ns] = state
         return state
 
@@ -261,6 +263,7 @@ class AsyncPublisher:
         now = time.time()
         settings_json = ""
         new_flat = state.flat
+        new_nested = state.nested
         cs = state.checksum
         if invalidation is None:
             new_flat = compute(state.flat)
@@ -269,7 +272,9 @@ class AsyncPublisher:
                 if fresh or await self.version(ns) == state.version:
                     return PublishResult(ns, None)
                 return None
-            encoded = p.encode_settings(p.unflatten(new_flat))
+            patched = patch_tree(state.nested, {}, changes)  # copies only the changed paths
+            new_nested = patched[0] if patched is not None else p.unflatten(new_flat)
+            encoded = p.encode_settings(new_nested)
             settings_json = encoded.decode()
             cs = p.checksum(encoded)
             env = p.Envelope(ns, version, "config", changes=changes, checksum=cs,
@@ -297,7 +302,7 @@ class AsyncPublisher:
             log.debug("lost publish race on %s at version %s", ns, state.version,
                       extra={"action": "publish_conflict", "namespace": ns})
             return None
-        self._states[ns] = _State(version, cs, new_flat)
+        self._states[ns] = _State(version, cs, new_flat, new_nested)
         receivers = int(reply[2])
         log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,
                  extra={"action": "published", "namespace": ns, "version": version,

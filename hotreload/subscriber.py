@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from . import protocol as p
-from ._frozen import freeze, to_plain
+from ._frozen import FrozenSettings, index_tree, patch_tree, to_plain
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import REDIS_ERRORS, describe_error, make_client
@@ -103,8 +103,12 @@ class CacheHook(Protocol):
 class _Current:
     version: int
     flat: dict[str, Any]
+    nested: dict[str, Any]
     settings: Any
     index: dict[str, Any]
+
+
+_Tree = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # nested, flat, index
 
 
 @dataclass(slots=True)
@@ -172,7 +176,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self._closing = False
         self._raw_version = -1
         self._raw_flat: dict[str, Any] = {}
-        self._current = _Current(0, {}, self._empty_settings(), {})
+        self._current = _Current(0, {}, {}, self._empty_settings(), {})
         self.get = self._current.index.get
         self._change_listeners: list[_Listener] = []
         self._invalidate_listeners: list[_Listener] = []
@@ -439,24 +443,31 @@ class AsyncSubscriber(Generic[ModelT]):
         if env.kind == "invalidate":
             self.stats.invalidations += 1
             if self.last_error is None:
-                cur = self._current
-                self._current = _Current(env.version, cur.flat, cur.settings, cur.index)
+                self._current = dataclasses.replace(self._current, version=env.version)
             inv = Invalidation(self.namespace, env.version, env.keys, env.prefixes, env.all,
                                env.origin, env.source)
             await self._deliver_invalidation(inv)
         else:
             self.stats.events += 1
-            self._raw_flat = p.apply_changes(self._raw_flat, env.changes)
-            await self._settle(env.version, env.changes, env.source, env.origin, env.ts, False)
+            tree: _Tree | None = None
+            if self.last_error is None:  # the usual case: patch only what changed
+                cur = self._current
+                patched = patch_tree(cur.nested, cur.index, env.changes)
+                if patched is not None:
+                    tree = (patched[0], p.apply_changes(cur.flat, env.changes), patched[1])
+            self._raw_flat = tree[1] if tree else p.apply_changes(self._raw_flat, env.changes)
+            await self._settle(env.version, env.changes, env.source, env.origin, env.ts, False,
+                               tree=tree)
         self._advanced()
 
     async def _settle(self, version: int, changes: tuple[p.Change, ...] | None, source: str,
-                      origin: str, ts: float, resync: bool, notify: bool = True) -> None:
+                      origin: str, ts: float, resync: bool, notify: bool = True,
+                      tree: _Tree | None = None) -> None:
         """Validate the raw state; swap it in if valid, keep the last good one if not."""
         old = self._current
         recovering = self.last_error is not None
         try:
-            new = self._build(version, self._raw_flat)
+            new = self._build(version, self._raw_flat, tree)
         except SettingsRejected as exc:
             self.stats.rejected_settings += 1
             self.last_error = str(exc)
@@ -467,8 +478,8 @@ class AsyncSubscriber(Generic[ModelT]):
             return
         self.last_error = None
         self._swap(new)
-        if not notify:
-            return  # the initial load is not a change
+        if not notify or not self._change_listeners:
+            return  # the initial load is not a change; and nobody would hear of it
         if changes is None or recovering:
             changes = p.diff(old.flat, new.flat)
         if changes:
@@ -479,11 +490,14 @@ class AsyncSubscriber(Generic[ModelT]):
     def _empty_settings(self) -> Any:
         return self._build(0, {}).settings if self.model is None else None
 
-    def _build(self, version: int, flat: dict[str, Any]) -> _Current:
-        nested = p.unflatten(flat)
-        index: dict[str, Any] = {}
+    def _build(self, version: int, flat: dict[str, Any], tree: _Tree | None = None) -> _Current:
+        if tree is None:
+            nested = p.unflatten(flat)
+            index = index_tree(nested)[1]
+        else:
+            nested, flat, index = tree
         if self.model is None:
-            settings: Any = freeze(nested, index)
+            settings: Any = FrozenSettings(nested)
         else:
             try:
                 settings = self.model.model_validate(nested)
@@ -492,8 +506,7 @@ class AsyncSubscriber(Generic[ModelT]):
             except Exception as exc:  # a broken model must not break the subscriber
                 raise SettingsRejected(
                     f"{self.model.__name__} raised {type(exc).__name__}: {exc}") from None
-            freeze(settings.model_dump(), index)
-        return _Current(version, flat, settings, index)
+        return _Current(version, flat, nested, settings, index)
 
     def _swap(self, new: _Current) -> None:
         self._current = new
@@ -552,6 +565,7 @@ class AsyncSubscriber(Generic[ModelT]):
         fields = await self.redis.hgetall(self.keys.snapshot)
         try:
             snap = p.decode_snapshot(self.namespace, fields, hmac_key=self._hmac)
+            flat, index = index_tree(snap.settings)
         except ProtocolError as exc:
             self.stats.rejected_messages += 1
             self.last_error = str(exc)
@@ -571,16 +585,16 @@ class AsyncSubscriber(Generic[ModelT]):
             self._advanced()
             return
         self._raw_version = snap.version
-        self._raw_flat = snap.flat
+        self._raw_flat = flat
         if not first:
             # Events were missed and could not be replayed: caches must forget everything.
             await self._deliver_invalidation(Invalidation(
                 self.namespace, snap.version, all=True, source="resync", reason="resync"))
         await self._settle(snap.version, None, "snapshot", "", snap.updated_at, not first,
-                           notify=not first or self._ready.is_set())
+                           notify=not first or self._ready.is_set(),
+                           tree=(snap.settings, flat, index))
         if self.last_error is None and self._current.version != snap.version:
-            cur = self._current
-            self._current = _Current(snap.version, cur.flat, cur.settings, cur.index)
+            self._current = dataclasses.replace(self._current, version=snap.version)
         self._advanced()
 
     # ------------------------------------------------------------------ delivery
