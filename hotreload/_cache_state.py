@@ -145,6 +145,7 @@ class CacheCounters:
     coalesced: int = 0
     stale_fills_skipped: int = 0
     echoes_skipped: int = 0
+    events: int = 0
     remote_invalidations: int = 0
     l2_errors: int = 0
 

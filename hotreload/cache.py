@@ -254,6 +254,7 @@ class AsyncTwoLevelCache:
         if event.reason == "event" and self._echoes.is_echo(event.origin, event.version, scope):
             self.counters.echoes_skipped += 1
             return
+        self.counters.events += 1
         self._drop_local(scope)
         if event.reason != "event" or event.source == self.source:
             return  # a resync only clears L1; a cache of our name already handled L2
@@ -290,7 +291,8 @@ class AsyncTwoLevelCache:
             "misses": {"l1": l1.misses, "l2": c.l2_misses, "l3": c.l3_misses},
             "loads": c.loads, "load_errors": c.load_errors, "evictions": l1.evictions,
             "invalidations": l1.invalidations, "coalesced": c.coalesced,
-            "stale_fills_skipped": c.stale_fills_skipped, "echoes_skipped": c.echoes_skipped,
+            "stale_fills_skipped": c.stale_fills_skipped, "events": c.events,
+            "echoes_skipped": c.echoes_skipped,
             "remote_invalidations": c.remote_invalidations, "l2_errors": c.l2_errors,
             "size": len(l1), "trusted": l1.enabled,
         }
