@@ -22,3 +22,14 @@ def test_cache_rows_example() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every pod reads" in done.stdout
     assert done.stdout.count("Ada Lovelace") == 3
+
+
+def test_l1_timeit_script_runs() -> None:
+    """docs/l1_timeit.py (the numbers in docs/cache.md) keeps working, with tiny sizes."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "l1_timeit.py"), "--number",
+                           "2000", "--repeat", "1"],
+                          capture_output=True, text=True, timeout=90, env=env, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TwoLevelCache.get (L1 hit, sync)" in done.stdout
