@@ -206,3 +206,22 @@ async def test_foreign_prefix_and_everything(make_cache: CacheFactory, config: H
         await await_until(lambda: not raw_redis.exists(l2_key(namespace, "b:1")),
                           what="full deletion")
     assert len(cache.l1) == 0
+
+
+def test_sync_invalidation_during_a_threaded_load(sync_pair: Callable[..., TwoLevelCache],
+                                                  raw_redis: redis.Redis,
+                                                  namespace: str) -> None:
+    store = Store(k="old")
+    store.thread_gate = threading.Event()
+    cache = sync_pair()
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(cache.get, "k", store.load_sync)
+        wait_until(store.started.is_set, what="the load to read 'old'")
+        store.rows["k"] = "new"
+        cache.invalidate("k")
+        store.thread_gate.set()
+        assert slow.result(10) == "old"
+    assert raw_redis.get(l2_key(namespace, "k")) is None
+    assert cache.get("k", store.load_sync) == "new"
+    assert cache.get("k", store.load_sync) == "new"
+    assert store.count("k") == 2
