@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
 from . import protocol as p
-from ._cache_state import CacheCounters, Echoes, Fences, Flight, Flights, Scope
+from ._cache_state import CacheCounters, Echoes, Fences, Flight, Flights, Scope, retrieve
 from ._l1 import L1Cache
 from ._l2 import JsonSerializer, L2Store, Serializer
 from .errors import BackendError
@@ -115,7 +115,7 @@ class AsyncTwoLevelCache:
         if flight is None:
             flight = self._flights.start(key)
             task = asyncio.ensure_future(self._fly(flight, loader, ttl, cache_none))
-            task.add_done_callback(_retrieve)
+            task.add_done_callback(retrieve)
             flight.task = task
         else:
             self.counters.coalesced += 1
@@ -198,7 +198,12 @@ class AsyncTwoLevelCache:
         data = self.serializer.dumps(value)
         scope = Scope((key,))
         self._drop_local(scope)
-        await self._l2.put(key, data, self.l2_ttl)
+        self._fences.add(scope)
+        try:
+            await self._l2.put(key, data, self.l2_ttl)
+        finally:
+            self._fences.remove(scope)
+        self._flights.spoil(scope)  # loads that began during the write read the old value
         if self._l1.enabled:
             self._l1.set(key, value, ttl)
         await self._publish(scope)
@@ -292,17 +297,8 @@ class AsyncTwoLevelCache:
     # ------------------------------------------------------------------ the rest
 
     def stats(self) -> dict[str, Any]:
-        c, l1 = self.counters, self._l1
-        return {
-            "hits": {"l1": l1.hits, "l2": c.l2_hits, "l3": c.l3_hits},
-            "misses": {"l1": l1.misses, "l2": c.l2_misses, "l3": c.l3_misses},
-            "loads": c.loads, "load_errors": c.load_errors, "evictions": l1.evictions,
-            "invalidations": l1.invalidations, "coalesced": c.coalesced,
-            "stale_fills_skipped": c.stale_fills_skipped, "events": c.events,
-            "echoes_skipped": c.echoes_skipped,
-            "remote_invalidations": c.remote_invalidations, "l2_errors": c.l2_errors,
-            "size": len(l1), "trusted": l1.enabled,
-        }
+        """Counters by level and of the consistency machinery (see docs/cache.md)."""
+        return self.counters.as_dict(self._l1)
 
     async def aclose(self) -> None:
         self.subscriber.unregister_cache(self.hook)
@@ -319,9 +315,3 @@ class AsyncTwoLevelCache:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a load's exception as retrieved: its callers may all have been cancelled."""
-    if not task.cancelled():
-        task.exception()

@@ -6,9 +6,10 @@ No I/O: the async cache drives these from its event loop (one thread), so nothin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+
+from ._l1 import L1Cache
 
 #: How many versions of our own invalidations we remember while waiting for their echo.
 MAX_OWN_VERSIONS: Final = 1024
@@ -149,7 +150,20 @@ class CacheCounters:
     remote_invalidations: int = 0
     l2_errors: int = 0
 
+    def as_dict(self, l1: L1Cache) -> dict[str, Any]:
+        return {
+            "hits": {"l1": l1.hits, "l2": self.l2_hits, "l3": self.l3_hits},
+            "misses": {"l1": l1.misses, "l2": self.l2_misses, "l3": self.l3_misses},
+            "loads": self.loads, "load_errors": self.load_errors, "evictions": l1.evictions,
+            "invalidations": l1.invalidations, "coalesced": self.coalesced,
+            "stale_fills_skipped": self.stale_fills_skipped, "events": self.events,
+            "echoes_skipped": self.echoes_skipped,
+            "remote_invalidations": self.remote_invalidations, "l2_errors": self.l2_errors,
+            "size": len(l1), "trusted": l1.enabled,
+        }
 
-def scope_of(keys: Iterable[str] = (), prefixes: Iterable[str] = (), everything: bool = False
-             ) -> Scope:
-    return Scope(tuple(keys), tuple(prefixes), everything)
+
+def retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a load's exception as retrieved: its callers may all have been cancelled."""
+    if not task.cancelled():
+        task.exception()

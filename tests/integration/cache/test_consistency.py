@@ -225,3 +225,17 @@ def test_sync_invalidation_during_a_threaded_load(sync_pair: Callable[..., TwoLe
     assert cache.get("k", store.load_sync) == "new"
     assert cache.get("k", store.load_sync) == "new"
     assert store.count("k") == 2
+
+
+async def test_set_during_a_load_wins(make_cache: CacheFactory, raw_redis: redis.Redis,
+                                      namespace: str) -> None:
+    store = Store(k="loaded")
+    gate = store.gate = asyncio.Event()
+    cache = await make_cache()
+    slow = asyncio.create_task(cache.get("k", store.load))
+    await await_until(store.started.is_set, what="the load to start")
+    await cache.set("k", "written")
+    gate.set()
+    assert await slow == "loaded"
+    assert await cache.get("k", store.load) == "written"
+    assert raw_redis.get(l2_key(namespace, "k")) == b'"written"'
