@@ -145,7 +145,7 @@ class AsyncTwoLevelCache:
                 value = self.serializer.loads(payload)
             except Exception as exc:  # a bad entry is a miss, not an error
                 log.warning("cache %s: unreadable L2 entry for %r (%s); reloading", self.name,
-                            key, type(exc).__name__)
+                            key, type(exc).__name__, extra={"action": "l2_bad_entry"})
             else:
                 c.l2_hits += 1
                 self._fill_l1(flight, value, ttl)
