@@ -239,3 +239,18 @@ async def test_set_during_a_load_wins(make_cache: CacheFactory, raw_redis: redis
     assert await slow == "loaded"
     assert await cache.get("k", store.load) == "written"
     assert raw_redis.get(l2_key(namespace, "k")) == b'"written"'
+
+
+async def test_invalidation_keys_are_shared_by_cache_names(
+        make_cache: CacheFactory, raw_redis: redis.Redis, namespace: str) -> None:
+    """A cache named "a" invalidating k also drops k from cache "b" (L1 and L2)."""
+    a = await make_cache(name="a")
+    b = await make_cache(name="b")
+    await a.get("k", lambda key: "a-value")
+    await b.get("k", lambda key: "b-value")
+    await a.invalidate("k")
+    await await_until(lambda: "k" not in b.l1, what="cache b to drop k")
+    await await_until(lambda: not raw_redis.exists(l2_key(namespace, "k", "b")),
+                      what="cache b's L2 copy to go")
+    assert b.stats()["remote_invalidations"] == 1
+    assert a.stats()["remote_invalidations"] == 0
