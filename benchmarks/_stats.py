@@ -102,7 +102,9 @@ def ratio(value: float, base: float) -> float:
 
 
 def fmt_ratio(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.2f}×"
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.0f}×" if value >= 100 else f"{value:.2f}×"
 
 
 def verdict(ok: bool | None) -> str:
