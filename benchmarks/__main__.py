@@ -58,7 +58,7 @@ def run(opts: Options, only: list[str] | None = None,
         try:
             module = importlib.import_module(f"{__package__}.{module_name}")
             got = getattr(module, func_name)(opts)
-        except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
+        except Exception as exc:
             if progress:
                 progress(traceback.format_exc())
             got = [Row(what, f"error: {type(exc).__name__}: {exc}"[:200], "", "", "", "n/a",

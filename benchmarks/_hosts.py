@@ -55,8 +55,53 @@ async def _raw(redis_url: str, channel: str, rec: _Recorder, started: asyncio.Ev
             if msg is not None and msg["type"] == "message":
                 rec.add(int(msg["data"]))
     finally:
-        await ps.aclose()
+        await ps.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
+
+
+async def _broadcaster(redis_url: str, channel: str, rec: _Recorder,
+                       started: asyncio.Event) -> None:
+    """encode/broadcaster with the smallest fix (see `benchmarks.peers.broadcast`)."""
+    from .peers import broadcast
+
+    bc = broadcast(redis_url)
+    await bc.connect()
+    try:
+        async with bc.subscribe(channel) as sub:
+            started.set()
+            while True:
+                event = await sub.get()
+                rec.add(int(event.message))
+    finally:
+        await bc.disconnect()
+
+
+class _CashewsReader:
+    """A cashews client-side cache (RESP2, see `benchmarks.peers`) that records invalidations."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    async def aclose(self) -> None:
+        await self.backend.close()
+
+
+async def _cashews(redis_url: str, prefix: str, rec: _Recorder) -> _CashewsReader:
+    from cashews.backends.redis.client_side import BcastClientSide
+
+    backend = BcastClientSide(redis_url, client_side_prefix=prefix, protocol=2, suppress=False)
+    await backend.init()  # type: ignore[no-untyped-call]
+    local = backend._local_cache
+    delete = local.delete
+
+    async def recording_delete(key: str) -> Any:
+        # Called by the invalidation listener with the key minus the prefix: "k<seq>".
+        if key.startswith("k") and key[1:].isdigit():
+            rec.add(int(key[1:]))
+        return await delete(key)
+
+    local.delete = recording_delete  # type: ignore[method-assign]
+    return _CashewsReader(backend)
 
 
 def _hotreload_listeners(sub: Any, rec: _Recorder) -> None:
@@ -82,17 +127,26 @@ async def _host(kind: str, n: int, target: str, redis_url: str, conn: Connection
     subs: list[Any] = []
     if kind == "raw":
         events = [asyncio.Event() for _ in range(n)]
-        tasks = [asyncio.create_task(_raw(redis_url, target, r, e)) for r, e in zip(recs, events)]
+        tasks = [asyncio.create_task(_raw(redis_url, target, r, e))
+                 for r, e in zip(recs, events, strict=True)]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), READY_TIMEOUT)
     elif kind == "hotreload":
         from hotreload import AsyncSubscriber, HotReloadConfig
 
         config = HotReloadConfig.from_url(redis_url)
         for rec in recs:
-            sub = AsyncSubscriber(config, namespace=target)
+            sub: Any = AsyncSubscriber(config, namespace=target)
             _hotreload_listeners(sub, rec)
             subs.append(sub)
         await asyncio.gather(*(s.start(READY_TIMEOUT) for s in subs))
+    elif kind == "broadcaster":
+        events = [asyncio.Event() for _ in range(n)]
+        tasks = [asyncio.create_task(_broadcaster(redis_url, target, r, e))
+                 for r, e in zip(recs, events, strict=True)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), READY_TIMEOUT)
+    elif kind == "cashews":
+        closers = [await _cashews(redis_url, target, r) for r in recs]
+        subs.extend(closers)
     else:
         raise ValueError(kind)
     loop = asyncio.get_running_loop()
@@ -102,9 +156,9 @@ async def _host(kind: str, n: int, target: str, redis_url: str, conn: Connection
     deadline = time.monotonic() + timeout
 
     def done(r: _Recorder) -> bool:
-        return r.high >= value if mode == "max" else len(r.seen) >= value
+        return bool(r.high >= value if mode == "max" else len(r.seen) >= value)
 
-    while not all(done(r) for r in recs) and time.monotonic() < deadline:
+    while not all(done(r) for r in recs) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     for t in tasks:
         t.cancel()
@@ -136,7 +190,7 @@ class Hosts:
             self._procs.append(proc)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        for pipe, proc in zip(self._pipes, self._procs):
+        for pipe, proc in zip(self._pipes, self._procs, strict=True):
             if not pipe.poll(timeout):
                 raise RuntimeError(f"subscriber host {proc.pid} not ready after {timeout}s")
             pipe.recv()
@@ -169,7 +223,7 @@ def merge_alls(records: Sequence[list[tuple[int, int]]], alls: Sequence[list[int
                sent: dict[int, int]) -> list[list[tuple[int, int]]]:
     """Count an "invalidate everything" event as covering every seq sent before it arrived."""
     out = []
-    for recs, all_times in zip(records, alls):
+    for recs, all_times in zip(records, alls, strict=True):
         extra = []
         for t in all_times:
             covered = [s for s, t0 in sent.items() if t0 <= t]

@@ -104,7 +104,7 @@ def ratio(value: float, base: float) -> float:
 def fmt_ratio(value: float) -> str:
     if math.isnan(value):
         return "n/a"
-    return f"{value:,.0f}×" if value >= 100 else f"{value:.2f}×"
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x"
 
 
 def verdict(ok: bool | None) -> str:
@@ -207,7 +207,7 @@ def latency_row(name: str, hr: Latency, base: Latency, max_ratio: float, *,
         extra.append(notes)
     return Row(name, hr.describe(), base.describe(),
                f"p99 {fmt_ratio(r99)} (p50 {fmt_ratio(r50)})",
-               target or f"p99 ≤ {max_ratio:g}×", verdict(ok), "; ".join(extra), group)
+               target or f"p99 ≤ {max_ratio:g}x", verdict(ok), "; ".join(extra), group)
 
 
 def unavailable(name: str, why: str, target: str = "", group: str = "") -> Row:

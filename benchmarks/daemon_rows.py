@@ -246,7 +246,7 @@ def _paced_updates(conn: Any, query: str, params: Any, rate: float, n: int
 
 def run_pg_latency(opts: Options) -> list[Row]:
     name = "PostgreSQL `UPDATE` → daemon → listener @ 1000/s"
-    target = "p99 ≤ 1.5×"
+    target = "p99 ≤ 1.5x"
     notes = ("baseline: UPDATE → trigger pg_notify(value) → psycopg LISTEN → redis-py PUBLISH "
              "bridge → raw subscriber; latency per UPDATE until the subscriber saw a value ≥ it "
              "(the daemon may fold bursts)")

@@ -22,7 +22,7 @@ def run(opts: Options) -> list[Row]:
         rows.append(latency_row(
             f"fan-out → {subscribers} subscriber(s) in {procs} process(es) @ {RATE:g}/s, "
             "until the last applied", hr, base, 2.0,
-            target="p99 ≤ 2×" + (" and < 10 ms" if limit else ""), abs_limit_ns=limit,
+            target="p99 ≤ 2x" + (" and < 10 ms" if limit else ""), abs_limit_ns=limit,
             notes="AsyncPublisher vs redis-py asyncio PUBLISH; one asyncio loop per process "
             "hosts its subscribers (one connection each)", group="fanout"))
     return rows

@@ -18,8 +18,8 @@ from ._stats import (
     fmt_ratio,
     percentile,
     ratio,
-    unique,
     unavailable,
+    unique,
     verdict,
 )
 
@@ -93,15 +93,15 @@ def run_hits(opts: Options) -> list[Row]:
         hr = ns_per_op("sub.get(k)", env, number)
         r = ratio(hr, base)
         rows.append(Row("L1 hit: `Subscriber.get(key)` (settings)", f"{hr:.0f} ns/op",
-                        f"`dict.get` {base:.0f} ns/op", fmt_ratio(r), "≤ 2× dict.get",
-                        verdict(r <= 2.0), f"timeit best of 7 × {number:,}", "l1"))
+                        f"`dict.get` {base:.0f} ns/op", fmt_ratio(r), "≤ 2x dict.get",
+                        verdict(r <= 2.0), f"timeit best of 7 x {number:,}", "l1"))
 
         ttl: TTLCache[str, str] = TTLCache(maxsize=10_000, ttl=300)
         ttl[KEY] = "v"
         env.update(ttl=ttl)
         if not cache_available():
             rows.append(unavailable("L1 hit: `TwoLevelCache.get(key, loader)`", NOT_AVAILABLE,
-                                    "≤ 150 ns and ≥ 5× faster than TTLCache", "l1"))
+                                    "≤ 150 ns and ≥ 5x faster than TTLCache", "l1"))
             rows.append(unavailable("L1 hit: `await AsyncTwoLevelCache.get`", NOT_AVAILABLE,
                                     "report", "l1"))
             return rows
@@ -117,9 +117,9 @@ def run_hits(opts: Options) -> list[Row]:
                             f"`dict.get` {base_dict:.0f} ns/op",
                             f"{fmt_ratio(speedup)} faster than TTLCache "
                             f"({fmt_ratio(ratio(hr, base_dict))} dict.get)",
-                            "≤ 150 ns and ≥ 5× faster than TTLCache",
+                            "≤ 150 ns and ≥ 5x faster than TTLCache",
                             verdict(hr <= 150 and speedup >= 5),
-                            f"timeit best of 7 × {number:,}", "l1"))
+                            f"timeit best of 7 x {number:,}", "l1"))
         rows.extend(_async_cache_hit(opts, number // 4))
     return rows
 
@@ -177,7 +177,7 @@ def _async_cache_hit(opts: Options, number: int) -> list[Row]:
         return Row("L1 hit: `await AsyncTwoLevelCache.get(key, loader)`", f"{hr:.0f} ns/op",
                    f"`await` of a coroutine doing `dict.get` {base:.0f} ns/op",
                    fmt_ratio(ratio(hr, base)), "report", "n/a",
-                   f"best of 5 × {number:,}", "l1")
+                   f"best of 5 x {number:,}", "l1")
 
     return [asyncio.run(main())]
 
@@ -214,12 +214,12 @@ def run_vs_redis(opts: Options) -> list[Row]:
                                                                 number)))
         else:
             rows.append(unavailable("L1 hit (`TwoLevelCache.get`) vs Redis GET", NOT_AVAILABLE,
-                                    "≥ 300× faster", "l1-vs-redis"))
+                                    "≥ 300x faster", "l1-vs-redis"))
     for label, hit in hits:
         speedup = ratio(get_p50, hit)
         rows.append(Row(f"L1 hit ({label}) vs Redis GET round trip", f"{hit:.0f} ns/op",
                         f"redis-py sync GET p50 {fmt_ns(get_p50)} "
                         f"(p99 {fmt_ns(percentile(samples, 99))})",
-                        f"{fmt_ratio(speedup)} faster", "≥ 300× faster",
+                        f"{fmt_ratio(speedup)} faster", "≥ 300x faster",
                         verdict(speedup >= 300), f"GET n={samples_n}", "l1-vs-redis"))
     return rows

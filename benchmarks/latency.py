@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ._hosts import Hosts
 from ._stats import Latency, Options, Pacer, Row, fanout_latency, latency_row, unique
@@ -12,29 +14,43 @@ WARMUP = 20
 GROUP = "publish"
 
 
+async def _async_sender(opts: Options, kind: str, target: str
+                        ) -> tuple[Callable[[int], Awaitable[Any]], Callable[[], Awaitable[Any]]]:
+    """``(send(seq), close())`` for one publisher kind (see `measure`)."""
+    if kind in ("hotreload", "hotreload-inv"):
+        from hotreload import AsyncPublisher, HotReloadConfig
+
+        pub = AsyncPublisher(HotReloadConfig.from_url(opts.redis_url), namespace=target)
+        if kind == "hotreload":
+            return (lambda seq: pub.publish({"bench.seq": seq})), pub.aclose
+        return (lambda seq: pub.invalidate([f"k.{seq}"])), pub.aclose
+    if kind == "raw":
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(opts.redis_url)
+        return (lambda seq: client.publish(target, str(seq))), client.aclose
+    if kind == "broadcaster":
+        from .peers import broadcast
+
+        bc = broadcast(opts.redis_url)
+        await bc.connect()
+        return (lambda seq: bc.publish(target, str(seq))), bc.disconnect
+    if kind == "cashews":
+        from cashews import Cache
+
+        writer = Cache()
+        writer.setup(opts.redis_url, protocol=2)
+        await writer.init()
+        return (lambda seq: writer.set(f"{target}k{seq}", seq, expire=600)), writer.close
+    raise ValueError(kind)
+
+
 def _send_async(opts: Options, kind: str, target: str, rate: float, n: int) -> dict[int, int]:
     """Publish seqs ``0..WARMUP+n-1`` from an asyncio loop; return the measured send times."""
 
     async def main() -> dict[int, int]:
         sent: dict[int, int] = {}
-        if kind == "hotreload":
-            from hotreload import AsyncPublisher, HotReloadConfig
-
-            pub = AsyncPublisher(HotReloadConfig.from_url(opts.redis_url), namespace=target)
-
-            async def send(seq: int) -> None:
-                await pub.publish({"bench.seq": seq})
-
-            close = pub.aclose
-        else:
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(opts.redis_url)
-
-            async def send(seq: int) -> None:
-                await client.publish(target, str(seq))
-
-            close = client.aclose
+        send, close = await _async_sender(opts, kind, target)
         try:
             for seq in range(WARMUP):
                 await send(seq)
@@ -89,11 +105,19 @@ def _send_sync(opts: Options, kind: str, target: str, rate: float, n: int) -> di
     return sent
 
 
-def measure(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
-            subscribers: int = 1, procs: int = 1) -> Latency:
-    """Publish ``n`` events at ``rate``/s to ``subscribers`` in ``procs`` processes."""
-    target = unique("bench-pub" if kind == "hotreload" else "bench-raw")
-    hosts = Hosts(kind, subscribers, target, opts.redis_url, procs)
+def collect(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
+            subscribers: int = 1, procs: int = 1, host: str | None = None,
+            ) -> tuple[list[list[tuple[int, int]]], dict[int, int], float]:
+    """Send ``n`` events at ``rate``/s to ``subscribers`` in ``procs`` processes.
+
+    ``kind`` picks the sender (``raw``, ``hotreload``, ``hotreload-inv``, ``broadcaster``,
+    ``cashews``) and, unless ``host`` is given, the subscriber kind of the same name.
+    Returns (per-subscriber records, seq -> send time, achieved rate).
+    """
+    host = host or ("hotreload" if kind.startswith("hotreload") else kind)
+    prefix = {"hotreload": "bench-pub", "hotreload-inv": "bench-inv"}.get(kind, "bench-raw")
+    target = unique(prefix) + (":" if kind == "cashews" else "")
+    hosts = Hosts(host, subscribers, target, opts.redis_url, procs)
     try:
         hosts.wait_ready()
         sender = _send_async if flavor == "async" else _send_sync
@@ -103,6 +127,14 @@ def measure(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
         raise
     achieved = sent.pop(-1)
     records, _ = hosts.finish("max", WARMUP + n - 1, timeout=30.0)
+    return records, sent, achieved
+
+
+def measure(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
+            subscribers: int = 1, procs: int = 1) -> Latency:
+    """Latency until the last subscriber applied each event (see `collect`)."""
+    records, sent, achieved = collect(opts, kind, flavor, rate, n, subscribers=subscribers,
+                                      procs=procs)
     return fanout_latency(records, sent, achieved)
 
 

@@ -100,7 +100,7 @@ async def _resync(opts: Options) -> list[Row]:
         Row(f"full resync of a {KEYS:,}-key snapshot (snapshot reload of a running subscriber)",
             f"p50 {fmt_ns(percentile(reload, 50))}",
             f"GET of the same bytes + `json.loads` p50 {fmt_ns(b50)}", fmt_ratio(r_reload),
-            "≤ 3×", verdict(r_reload <= 3), note + "; `AsyncSubscriber._reload`", "resync"),
+            "≤ 3x", verdict(r_reload <= 3), note + "; `AsyncSubscriber._reload`", "resync"),
         Row(f"cold start of a subscriber on a {KEYS:,}-key snapshot (`start()` until ready)",
             f"p50 {fmt_ns(percentile(cold, 50))}",
             f"GET of the same bytes + `json.loads` p50 {fmt_ns(b50)}", fmt_ratio(r_cold),
