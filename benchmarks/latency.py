@@ -107,16 +107,20 @@ def _send_sync(opts: Options, kind: str, target: str, rate: float, n: int) -> di
 
 def collect(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
             subscribers: int = 1, procs: int = 1, host: str | None = None,
+            prefill: dict[str, Any] | None = None,
             ) -> tuple[list[list[tuple[int, int]]], dict[int, int], float]:
     """Send ``n`` events at ``rate``/s to ``subscribers`` in ``procs`` processes.
 
     ``kind`` picks the sender (``raw``, ``hotreload``, ``hotreload-inv``, ``broadcaster``,
     ``cashews``) and, unless ``host`` is given, the subscriber kind of the same name.
+    ``prefill`` (hotreload only) is published as the namespace's document first.
     Returns (per-subscriber records, seq -> send time, achieved rate).
     """
     host = host or ("hotreload" if kind.startswith("hotreload") else kind)
     prefix = {"hotreload": "bench-pub", "hotreload-inv": "bench-inv"}.get(kind, "bench-raw")
     target = unique(prefix) + (":" if kind == "cashews" else "")
+    if prefill is not None:
+        _prefill(opts, target, prefill)
     hosts = Hosts(host, subscribers, target, opts.redis_url, procs)
     try:
         hosts.wait_ready()
@@ -130,11 +134,23 @@ def collect(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
     return records, sent, achieved
 
 
+def _prefill(opts: Options, namespace: str, document: dict[str, Any]) -> None:
+    from hotreload import AsyncPublisher, HotReloadConfig
+
+    async def main() -> None:
+        config = HotReloadConfig.from_url(opts.redis_url)
+        async with AsyncPublisher(config, namespace=namespace) as pub:
+            await pub.replace(document)
+
+    asyncio.run(main())
+
+
 def measure(opts: Options, kind: str, flavor: str, rate: float, n: int, *,
-            subscribers: int = 1, procs: int = 1) -> Latency:
+            subscribers: int = 1, procs: int = 1, prefill: dict[str, Any] | None = None
+            ) -> Latency:
     """Latency until the last subscriber applied each event (see `collect`)."""
     records, sent, achieved = collect(opts, kind, flavor, rate, n, subscribers=subscribers,
-                                      procs=procs)
+                                      procs=procs, prefill=prefill)
     return fanout_latency(records, sent, achieved)
 
 
@@ -149,4 +165,15 @@ def run(opts: Options) -> list[Row]:
                 f"`{label}.publish` → listener @ {rate}/s", hr, base, 2.0,
                 notes="baseline: redis-py " + ("asyncio" if flavor == "async" else "sync")
                 + " PUBLISH → raw asyncio subscriber", group=GROUP))
+    # The same at 100/s in a namespace that already holds 10,000 keys: shows whether the cost
+    # of one event grows with the size of the namespace.
+    from .resync import KEYS, document
+
+    n_big = opts.n(1000, 20)
+    base = measure(opts, "raw", "async", 100, n_big)
+    hr = measure(opts, "hotreload", "async", 100, n_big, prefill=document())
+    rows.append(latency_row(
+        f"`AsyncPublisher.publish` → listener @ 100/s, namespace of {KEYS:,} keys", hr, base,
+        2.0, notes="one key changes per event; baseline: redis-py asyncio PUBLISH → raw "
+        "asyncio subscriber", group=GROUP))
     return rows
