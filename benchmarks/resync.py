@@ -7,6 +7,7 @@ import gc
 import json
 import multiprocessing as mp
 import time
+import tracemalloc
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -108,10 +109,14 @@ async def _resync(opts: Options) -> list[Row]:
     ]
 
 
-def _rss_child(kind: str, redis_url: str, ns: str, conn: Connection) -> None:
-    """Report ``(rss_before, rss_after)`` around loading 10,000 keys one way or another."""
+def _rss_child(kind: str, redis_url: str, ns: str, trace: bool, conn: Connection) -> None:
+    """Report ``(rss_before, rss_after, traced)`` around loading 10,000 keys one way or another.
 
-    async def main() -> tuple[int, int]:
+    ``traced`` is what tracemalloc sees still allocated afterwards (steadier than RSS, which
+    moves in pages and reuses freed arenas).
+    """
+
+    async def main() -> tuple[int, int, int]:
         import redis.asyncio as aioredis
 
         from hotreload import AsyncSubscriber, HotReloadConfig
@@ -121,6 +126,8 @@ def _rss_child(kind: str, redis_url: str, ns: str, conn: Connection) -> None:
         holder: list[Any] = []
         gc.collect()
         before = rss_bytes()
+        if trace:
+            tracemalloc.start()
         if kind == "hotreload":
             sub: Any = AsyncSubscriber(HotReloadConfig.from_url(redis_url), namespace=ns)
             await sub.start()
@@ -131,37 +138,47 @@ def _rss_child(kind: str, redis_url: str, ns: str, conn: Connection) -> None:
             raw = await client.hget(p.keys_for(ns).snapshot, "settings")
             holder.append(json.loads(raw or b"{}"))
         gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] if trace else 0
+        tracemalloc.stop()
         after = rss_bytes()
         for obj in holder:
             if hasattr(obj, "aclose"):
                 await obj.aclose()
         await client.aclose()
-        return before, after
+        return before, after, traced
 
     conn.send(asyncio.run(main()))
 
 
-def _rss_in_child(kind: str, redis_url: str, ns: str) -> int:
+def _rss_in_child(kind: str, redis_url: str, ns: str) -> tuple[int, int]:
+    """(RSS added, bytes held per tracemalloc): two fresh processes, tracemalloc only in one."""
     ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_rss_child, args=(kind, redis_url, ns, child), daemon=True)
-    proc.start()
-    try:
-        if not parent.poll(120):
-            raise RuntimeError("RSS probe did not report")
-        before, after = parent.recv()
-    finally:
-        proc.join(10)
-    return int(after - before)
+    out = []
+    for trace in (False, True):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_rss_child, args=(kind, redis_url, ns, trace, child),
+                           daemon=True)
+        proc.start()
+        try:
+            if not parent.poll(120):
+                raise RuntimeError("RSS probe did not report")
+            before, after, traced = parent.recv()
+        finally:
+            proc.join(10)
+        out.append(after - before if not trace else traced)
+    return int(out[0]), int(out[1])
 
 
 def run_rss(opts: Options) -> list[Row]:
     ns = unique("bench-rss")
     asyncio.run(_prepare(opts, ns))
-    hr = _rss_in_child("hotreload", opts.redis_url, ns)
-    base = _rss_in_child("json", opts.redis_url, ns)
+    hr, hr_traced = _rss_in_child("hotreload", opts.redis_url, ns)
+    base, base_traced = _rss_in_child("json", opts.redis_url, ns)
     mib = 1024 * 1024
-    return [Row(f"a subscriber's added RSS at {KEYS:,} keys", f"{hr / mib:.1f} MiB",
-                f"(reference) the same document as plain `json.loads` dicts: {base / mib:.1f} MiB",
-                fmt_ratio(ratio(hr, base)), "report", "n/a",
-                "fresh spawned process each; RSS after gc.collect() minus before", "rss")]
+    return [Row(f"a subscriber's added RSS at {KEYS:,} keys",
+                f"RSS +{hr / mib:.1f} MiB (tracemalloc: {hr_traced / mib:.1f} MiB held)",
+                f"(reference) the same document as plain `json.loads` dicts: RSS "
+                f"+{base / mib:.1f} MiB (tracemalloc: {base_traced / mib:.1f} MiB)",
+                fmt_ratio(ratio(hr_traced, base_traced)) + " (tracemalloc)", "report", "n/a",
+                "fresh spawned processes; after gc.collect() minus before (tracemalloc in a "
+                "separate run); includes the subscriber's two Redis connections", "rss")]
