@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from ._stats import Options, Row, render
+from ._stats import Options, Row, cleanup, render
 
 #: ``--only`` name -> (module, function, what it measures)
 GROUPS: dict[str, tuple[str, str, str]] = {
@@ -50,6 +50,22 @@ def run(opts: Options, only: list[str] | None = None,
         progress: Callable[[str], None] | None = None) -> list[Row]:
     """Run the selected row groups; a group that crashes becomes an "error" row."""
     rows: list[Row] = []
+    try:
+        _run_groups(opts, only, progress, rows)
+    finally:
+        try:
+            dropped = cleanup(opts.redis_url)
+        except Exception as exc:  # the results matter more than the tidy-up
+            dropped = 0
+            if progress:
+                progress(f"[benchmarks] cleanup failed: {exc}")
+        if progress:
+            progress(f"[benchmarks] deleted {dropped} Redis keys this run created")
+    return rows
+
+
+def _run_groups(opts: Options, only: list[str] | None,
+                progress: Callable[[str], None] | None, rows: list[Row]) -> None:
     for name in only or list(GROUPS):
         module_name, func_name, what = GROUPS[name]
         if progress:
@@ -69,7 +85,6 @@ def run(opts: Options, only: list[str] | None = None,
         if progress:
             progress(f"[benchmarks] {name}: done in {time.monotonic() - started:.1f}s")
             progress(render(got))
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

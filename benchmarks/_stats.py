@@ -111,9 +111,27 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "**no**")
 
 
+#: In every name `unique` makes, so that `cleanup` can find this run's Redis keys.
+RUN_TOKEN = f"r{uuid.uuid4().hex[:8]}"
+
+
 def unique(prefix: str) -> str:
     """A name no other benchmark run or test uses (namespaces, channels, tables)."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return f"{prefix}-{RUN_TOKEN}-{uuid.uuid4().hex[:8]}"
+
+
+def cleanup(redis_url: str) -> int:
+    """Delete the Redis keys this run created (snapshots, logs, cache entries); returns count."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{RUN_TOKEN}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+        return len(keys)
+    finally:
+        client.close()
 
 
 def applied_times(records: Iterable[tuple[int, int]], last: int) -> dict[int, int]:
