@@ -1,0 +1,184 @@
+"""Rows: full resync of a 10,000-key snapshot, and a subscriber's added RSS at 10,000 keys."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import multiprocessing as mp
+import time
+import tracemalloc
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ._stats import (
+    Options,
+    Row,
+    fmt_ns,
+    fmt_ratio,
+    percentile,
+    ratio,
+    rss_bytes,
+    unique,
+    verdict,
+)
+
+KEYS = 10_000
+
+
+def document(keys: int = KEYS) -> dict[str, Any]:
+    """``keys`` leaves in 100 groups, mixed value types (strings, ints, bools, floats)."""
+    groups = max(1, keys // 100)
+    doc: dict[str, Any] = {}
+    for g in range(groups):
+        doc[f"group_{g}"] = {
+            f"key_{i}": (f"value-{g}-{i}" if i % 4 == 0 else
+                         i * g if i % 4 == 1 else
+                         (i % 2 == 0) if i % 4 == 2 else i / 7)
+            for i in range(keys // groups)
+        }
+    return doc
+
+
+async def _prepare(opts: Options, ns: str) -> bytes:
+    """Publish the document; return the exact ``settings`` bytes of the snapshot."""
+    from hotreload import AsyncPublisher, HotReloadConfig
+
+    config = HotReloadConfig.from_url(opts.redis_url)
+    async with AsyncPublisher(config, namespace=ns) as pub:
+        await pub.replace(document())
+        raw = await pub.redis.hget(pub.keys().snapshot, "settings")
+    if not isinstance(raw, bytes):
+        raise RuntimeError("snapshot has no settings field")
+    return raw
+
+
+def run_resync(opts: Options) -> list[Row]:
+    return asyncio.run(_resync(opts))
+
+
+async def _resync(opts: Options) -> list[Row]:
+    import redis.asyncio as aioredis
+
+    from hotreload import AsyncSubscriber, HotReloadConfig
+
+    rounds = opts.n(30, 3)
+    ns = unique("bench-resync")
+    data = await _prepare(opts, ns)
+    config = HotReloadConfig.from_url(opts.redis_url)
+    client = aioredis.Redis.from_url(opts.redis_url)
+    key = unique("bench:resync-bytes")
+    await client.set(key, data, ex=600)
+    base: list[int] = []
+    cold: list[int] = []
+    reload: list[int] = []
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            json.loads(await client.get(key) or b"{}")
+            base.append(time.perf_counter_ns() - t0)
+
+            t0 = time.perf_counter_ns()
+            sub: Any = AsyncSubscriber(config, namespace=ns)
+            await sub.start()
+            cold.append(time.perf_counter_ns() - t0)
+            if sub.get("group_0.key_0") != "value-0-0":
+                raise RuntimeError("subscriber did not load the snapshot")
+            # The snapshot path of a resync (what a subscriber does after a gap it cannot
+            # replay): HGETALL, verify the checksum, decode, validate, freeze, swap.
+            t0 = time.perf_counter_ns()
+            await sub._reload("benchmark")
+            reload.append(time.perf_counter_ns() - t0)
+            await sub.aclose()
+    finally:
+        await client.delete(key)
+        await client.aclose()
+    b50 = percentile(base, 50)
+    r_reload = ratio(percentile(reload, 50), b50)
+    r_cold = ratio(percentile(cold, 50), b50)
+    note = f"{len(data) / 1024:.0f} KiB of JSON; medians of {rounds} rounds"
+    return [
+        Row(f"full resync of a {KEYS:,}-key snapshot (snapshot reload of a running subscriber)",
+            f"p50 {fmt_ns(percentile(reload, 50))}",
+            f"GET of the same bytes + `json.loads` p50 {fmt_ns(b50)}", fmt_ratio(r_reload),
+            "≤ 3x", verdict(r_reload <= 3), note + "; `AsyncSubscriber._reload`", "resync"),
+        Row(f"cold start of a subscriber on a {KEYS:,}-key snapshot (`start()` until ready)",
+            f"p50 {fmt_ns(percentile(cold, 50))}",
+            f"GET of the same bytes + `json.loads` p50 {fmt_ns(b50)}", fmt_ratio(r_cold),
+            "report", "n/a", note + "; includes connecting and subscribing", "resync"),
+    ]
+
+
+def _rss_child(kind: str, redis_url: str, ns: str, trace: bool, conn: Connection) -> None:
+    """Report ``(rss_before, rss_after, traced)`` around loading 10,000 keys one way or another.
+
+    ``traced`` is what tracemalloc sees still allocated afterwards (steadier than RSS, which
+    moves in pages and reuses freed arenas).
+    """
+
+    async def main() -> tuple[int, int, int]:
+        import redis.asyncio as aioredis
+
+        from hotreload import AsyncSubscriber, HotReloadConfig
+
+        client = aioredis.Redis.from_url(redis_url)
+        await client.ping()
+        holder: list[Any] = []
+        gc.collect()
+        before = rss_bytes()
+        if trace:
+            tracemalloc.start()
+        if kind == "hotreload":
+            sub: Any = AsyncSubscriber(HotReloadConfig.from_url(redis_url), namespace=ns)
+            await sub.start()
+            holder.append(sub)
+        else:
+            from hotreload import protocol as p
+
+            raw = await client.hget(p.keys_for(ns).snapshot, "settings")
+            holder.append(json.loads(raw or b"{}"))
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] if trace else 0
+        tracemalloc.stop()
+        after = rss_bytes()
+        for obj in holder:
+            if hasattr(obj, "aclose"):
+                await obj.aclose()
+        await client.aclose()
+        return before, after, traced
+
+    conn.send(asyncio.run(main()))
+
+
+def _rss_in_child(kind: str, redis_url: str, ns: str) -> tuple[int, int]:
+    """(RSS added, bytes held per tracemalloc): two fresh processes, tracemalloc only in one."""
+    ctx = mp.get_context("spawn")
+    out = []
+    for trace in (False, True):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_rss_child, args=(kind, redis_url, ns, trace, child),
+                           daemon=True)
+        proc.start()
+        try:
+            if not parent.poll(120):
+                raise RuntimeError("RSS probe did not report")
+            before, after, traced = parent.recv()
+        finally:
+            proc.join(10)
+        out.append(after - before if not trace else traced)
+    return int(out[0]), int(out[1])
+
+
+def run_rss(opts: Options) -> list[Row]:
+    ns = unique("bench-rss")
+    asyncio.run(_prepare(opts, ns))
+    hr, hr_traced = _rss_in_child("hotreload", opts.redis_url, ns)
+    base, base_traced = _rss_in_child("json", opts.redis_url, ns)
+    mib = 1024 * 1024
+    return [Row(f"a subscriber's added RSS at {KEYS:,} keys",
+                f"RSS +{hr / mib:.1f} MiB (tracemalloc: {hr_traced / mib:.1f} MiB held)",
+                f"(reference) the same document as plain `json.loads` dicts: RSS "
+                f"+{base / mib:.1f} MiB (tracemalloc: {base_traced / mib:.1f} MiB)",
+                fmt_ratio(ratio(hr_traced, base_traced)) + " (tracemalloc)", "report", "n/a",
+                "fresh spawned processes; after gc.collect() minus before (tracemalloc in a "
+                "separate run); includes the subscriber's two Redis connections", "rss")]
