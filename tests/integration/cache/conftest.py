@@ -28,7 +28,7 @@ def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "c
         time.sleep(0.005)
 
 
-async def await_until(cond: Callable[[], object], timeout: float = 10.0,  # noqa: ASYNC109
+async def await_until(cond: Callable[[], object], timeout: float = 10.0,
                       what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
