@@ -7,6 +7,8 @@ import click
 
 def register(group: click.Group) -> None:
     from . import core
+    from .daemon import daemon
 
     for command in core.COMMANDS:
         group.add_command(command)
+    group.add_command(daemon)
