@@ -218,7 +218,8 @@ class Daemon:
             if exc is not None:
                 log.debug("shutdown step failed: %s", describe_error(exc))
         try:
-            await asyncio.wait_for(self.redis.aclose(), STOP_STEP_TIMEOUT)
+            async with asyncio.timeout(STOP_STEP_TIMEOUT):
+                await self.redis.aclose()
         except Exception as exc:
             log.debug("closing Redis failed: %s", describe_error(exc))
         self._set_role(None)
@@ -270,7 +271,8 @@ class Daemon:
         """Every source re-reads and reports its whole state (each within a deadline)."""
         for src in self.sources:
             try:
-                await asyncio.wait_for(src.reconcile(self.reconciler), RECONCILE_TIMEOUT)
+                async with asyncio.timeout(RECONCILE_TIMEOUT):
+                    await src.reconcile(self.reconciler)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -281,7 +283,8 @@ class Daemon:
         interval = self.config.daemon.reconcile_interval
         while True:
             try:
-                await asyncio.wait_for(self._reconcile_now.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._reconcile_now.wait()
             except TimeoutError:
                 pass
             self._reconcile_now.clear()

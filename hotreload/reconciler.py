@@ -214,7 +214,8 @@ class Reconciler(Sink):
                 if not await self.probe():
                     continue
             try:
-                await asyncio.wait_for(self._wake.wait(), self._probe_interval)
+                async with asyncio.timeout(self._probe_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 await self.probe()
                 continue
@@ -225,7 +226,8 @@ class Reconciler(Sink):
     async def probe(self) -> bool:
         """PING Redis (with a deadline); update the up/down state; True if reachable."""
         try:
-            await asyncio.wait_for(self._ping(), PROBE_TIMEOUT)
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self._ping()
         except _PROBE_ERRORS as exc:
             self._set_down(exc)
             return False
