@@ -15,18 +15,20 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from ._backoff import Backoff
+from ._pending import SourceState
 from ._version import __version__
 from .config import HotReloadConfig
 from .connection import describe_error, make_client
+from .daemon_setup import LeaderLike, build_leader, build_sources
 from .daemon_status import STATUS_INTERVAL, delete_status, read_daemon_status, status_key
 from .daemon_status import write_status as _write_status
 from .health import HealthServer
 from .metrics import Metrics
 from .publisher import AsyncPublisher
-from .reconciler import Reconciler, SourceState
+from .reconciler import Reconciler
 from .sources.base import Source
 
 __all__ = ["Daemon", "LeaderLike", "build_leader", "build_sources", "read_daemon_status"]
@@ -40,44 +42,6 @@ STOP_STEP_TIMEOUT = 0.5
 #: A source that ran this long before failing restarts without accumulated backoff.
 SOURCE_STABLE_SECONDS = 30.0
 Role = Literal["leader", "standby"]
-
-
-class LeaderLike(Protocol):
-    """The leader lock (`hotreload.leader.LeaderLock`); a fake of it serves tests."""
-
-    @property
-    def is_leader(self) -> bool: ...
-
-    async def acquire(self) -> None: ...
-
-    async def wait_lost(self) -> None: ...
-
-    async def release(self) -> None: ...
-
-
-def build_sources(config: HotReloadConfig) -> list[Source]:
-    """The sources the config asks for (imported lazily: each is optional)."""
-    sources: list[Source] = []
-    if config.sources.files:
-        from .sources.files import FileSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
-
-        sources.append(FileSource(config.sources.files, step_ms=config.daemon.watch_step_ms,
-                                  debounce_ms=config.daemon.watch_debounce_ms))
-    if config.postgres is not None:
-        from .sources.postgres import PostgresSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
-
-        sources.append(PostgresSource(config.postgres, default_namespace=config.namespace))
-    return sources
-
-
-def build_leader(config: HotReloadConfig) -> LeaderLike | None:
-    """The PostgreSQL advisory lock, or None (every daemon leads) without PostgreSQL."""
-    if config.postgres is None:
-        return None
-    from .leader import LeaderLock  # type: ignore[import-not-found,import-untyped,unused-ignore]
-
-    lock: LeaderLike = LeaderLock(config.postgres)
-    return lock
 
 
 class Daemon:

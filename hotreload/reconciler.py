@@ -14,11 +14,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import protocol as p
 from ._backoff import Backoff
+from ._pending import Desired, PendingInvalidation, SourceState
 from .connection import REDIS_ERRORS, describe_error
 from .errors import BackendError, HotReloadError
 from .metrics import Metrics
@@ -30,8 +30,6 @@ log = logging.getLogger("hotreload.reconciler")
 #: Seconds between Redis probes while idle, and the deadline of each probe.
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
-#: A merged pending invalidation with more keys and prefixes than this becomes "everything".
-MAX_PENDING_KEYS = 1000
 #: Errors meaning "Redis is unreachable": keep the state pending and retry with backoff.
 _DOWN_ERRORS: tuple[type[BaseException], ...] = (BackendError, *REDIS_ERRORS)
 _PROBE_ERRORS: tuple[type[BaseException], ...] = (HotReloadError, TimeoutError, *REDIS_ERRORS)
@@ -48,42 +46,6 @@ class PublisherLike(Protocol):
                          source: str | None = None) -> PublishResult: ...
 
     async def version(self, namespace: str | None = None) -> int: ...
-
-
-@dataclass(slots=True)
-class _Desired:
-    document: Mapping[str, Any]
-    source: str
-    since: float  # when the oldest unpublished report arrived (monotonic)
-
-
-@dataclass(slots=True)
-class _Invalidation:
-    keys: set[str] = field(default_factory=set)
-    prefixes: set[str] = field(default_factory=set)
-    everything: bool = False
-    source: str = ""
-    since: float = 0.0
-
-    def merge(self, keys: Sequence[str], prefixes: Sequence[str], everything: bool) -> None:
-        self.keys.update(keys)
-        self.prefixes.update(prefixes)
-        self.everything = self.everything or everything
-        if self.everything or len(self.keys) + len(self.prefixes) > MAX_PENDING_KEYS:
-            self.everything = True
-            self.keys.clear()
-            self.prefixes.clear()
-
-
-@dataclass(slots=True)
-class SourceState:
-    """What status shows of one source: its current error and rejection counts by reason."""
-
-    last_error: dict[str, Any] | None = None
-    rejections: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"last_error": self.last_error, "rejections": dict(self.rejections)}
 
 
 class Reconciler(Sink):
@@ -105,9 +67,9 @@ class Reconciler(Sink):
         self._backoff = Backoff(backoff_max)
         self._on_reconnect = on_reconnect
         self._probe_interval = probe_interval
-        self._desired: dict[str, _Desired] = {}
+        self._desired: dict[str, Desired] = {}
         self._dirty: set[str] = set()
-        self._invalidations: dict[str, _Invalidation] = {}
+        self._invalidations: dict[str, PendingInvalidation] = {}
         self._wake = asyncio.Event()
         self._gate = False
         self.redis_up: bool | None = None  # None until the first probe
@@ -127,7 +89,7 @@ class Reconciler(Sink):
             return
         old = self._desired.get(namespace)
         since = old.since if old is not None and namespace in self._dirty else time.monotonic()
-        self._desired[namespace] = _Desired(document, source, since)
+        self._desired[namespace] = Desired(document, source, since)
         self._dirty.add(namespace)
         self._wake.set()
 
@@ -143,7 +105,7 @@ class Reconciler(Sink):
             return
         pending = self._invalidations.get(namespace)
         if pending is None:
-            pending = self._invalidations[namespace] = _Invalidation(since=time.monotonic())
+            pending = self._invalidations[namespace] = PendingInvalidation(since=time.monotonic())
         pending.merge(keys, prefixes, everything)
         pending.source = source
         self._wake.set()
@@ -274,7 +236,7 @@ class Reconciler(Sink):
                 namespace=ns, source=inv.source,
             )
         except _DOWN_ERRORS:
-            again = self._invalidations.setdefault(ns, _Invalidation(since=inv.since))
+            again = self._invalidations.setdefault(ns, PendingInvalidation(since=inv.since))
             again.merge(sorted(inv.keys), sorted(inv.prefixes), inv.everything)
             again.source = again.source or inv.source
             raise

@@ -10,11 +10,12 @@ from typing import Any
 import fakeredis
 import pytest
 
+from hotreload._pending import MAX_PENDING_KEYS
 from hotreload.config import HotReloadConfig
 from hotreload.errors import BackendError, ProtocolError
 from hotreload.metrics import Metrics
 from hotreload.publisher import AsyncPublisher, PublishResult
-from hotreload.reconciler import MAX_PENDING_KEYS, Reconciler
+from hotreload.reconciler import Reconciler
 
 
 class FakePublisher:
