@@ -70,6 +70,7 @@ class Reconciler(Sink):
         self._desired: dict[str, Desired] = {}
         self._dirty: set[str] = set()
         self._invalidations: dict[str, PendingInvalidation] = {}
+        self._inflight: set[str] = set()
         self._wake = asyncio.Event()
         self._gate = False
         self.redis_up: bool | None = None  # None until the first probe
@@ -153,8 +154,8 @@ class Reconciler(Sink):
         self._gate = False
 
     def pending(self) -> list[str]:
-        """Namespaces with something not yet published."""
-        return sorted(self._dirty | set(self._invalidations))
+        """Namespaces with something not yet published (or being published)."""
+        return sorted(self._dirty | set(self._invalidations) | self._inflight)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -200,6 +201,7 @@ class Reconciler(Sink):
         for ns in self.pending():
             if not self._gate or self.redis_up is not True:
                 return
+            self._inflight.add(ns)
             try:
                 if ns in self._dirty:
                     await self._publish_desired(ns)
@@ -209,6 +211,8 @@ class Reconciler(Sink):
                 self._metrics.publish_errors.inc()
                 self._set_down(exc)
                 return
+            finally:
+                self._inflight.discard(ns)
 
     async def _publish_desired(self, ns: str) -> None:
         want = self._desired[ns]
@@ -219,9 +223,8 @@ class Reconciler(Sink):
         except _DOWN_ERRORS:
             self._dirty.add(ns)
             raise
-        except HotReloadError as exc:  # too big, conflict storm...: the next report retries
-            self._metrics.publish_errors.inc()
-            self.rejected(want.source, "publish", f"namespace {ns!r}: {exc}")
+        except Exception as exc:  # too big, conflict storm, a bug: never kill the worker
+            self._publish_failed(want.source, ns, exc)
             return
         self._record(ns, result, want.source, "config", want.since)
         if result.version is None:
@@ -240,11 +243,16 @@ class Reconciler(Sink):
             again.merge(sorted(inv.keys), sorted(inv.prefixes), inv.everything)
             again.source = again.source or inv.source
             raise
-        except HotReloadError as exc:
-            self._metrics.publish_errors.inc()
-            self.rejected(inv.source, "publish", f"namespace {ns!r}: {exc}")
+        except Exception as exc:
+            self._publish_failed(inv.source, ns, exc)
             return
         self._record(ns, result, inv.source, "invalidate", inv.since)
+
+    def _publish_failed(self, source: str, ns: str, exc: Exception) -> None:
+        """Not an outage: count it and show it; the next report of the source retries."""
+        self._metrics.publish_errors.inc()
+        what = str(exc) if isinstance(exc, HotReloadError) else f"{type(exc).__name__}: {exc}"
+        self.rejected(source, "publish", f"namespace {ns!r}: {what}")
 
     def _record(self, ns: str, result: PublishResult, source: str, kind: str,
                 since: float) -> None:
