@@ -23,15 +23,22 @@ from ._version import __version__
 from .config import HotReloadConfig
 from .connection import describe_error, make_client
 from .daemon_setup import LeaderLike, build_leader, build_sources
-from .daemon_status import STATUS_INTERVAL, delete_status, read_daemon_status, status_key
-from .daemon_status import write_status as _write_status
+from .daemon_status import (
+    STATUS_INTERVAL,
+    delete_status,
+    describe_daemon,
+    read_daemon_status,
+    status_key,
+    write_status,
+)
 from .health import HealthServer
 from .metrics import Metrics
 from .publisher import AsyncPublisher
 from .reconciler import Reconciler
 from .sources.base import Source
 
-__all__ = ["Daemon", "LeaderLike", "build_leader", "build_sources", "read_daemon_status"]
+__all__ = ["Daemon", "LeaderLike", "build_leader", "build_sources", "describe_daemon",
+           "read_daemon_status"]
 
 log = logging.getLogger("hotreload.daemon")
 
@@ -78,6 +85,7 @@ class Daemon:
         self._running: dict[str, bool] = {s.name: False for s in self.sources}
         self._stop = asyncio.Event()
         self._reconcile_now = asyncio.Event()
+        self._status_now = asyncio.Event()
         self._crash: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -169,7 +177,8 @@ class Daemon:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_STEP_TIMEOUT)
-        steps = [asyncio.create_task(delete_status(self.redis, status_key(self.config.prefix)))]
+        key = status_key(self.config.prefix, self.host, self.pid)
+        steps = [asyncio.create_task(delete_status(self.redis, key))]
         if self.leader is not None:
             steps.append(asyncio.create_task(self.leader.release()))
         if self.http is not None:
@@ -222,6 +231,7 @@ class Daemon:
             return
         self.role = role
         self.leader_error = error
+        self._status_now.set()
         self.metrics.leader.set(1 if role == "leader" else 0)
         if role == "leader":
             log.info("leader: publishing", extra={"action": "leader_acquired"})
@@ -257,8 +267,13 @@ class Daemon:
     async def _status_loop(self) -> None:
         key = status_key(self.config.prefix, self.host, self.pid)
         while True:
-            await _write_status(self.redis, key, self.status())
-            await asyncio.sleep(STATUS_INTERVAL)
+            self._status_now.clear()
+            await write_status(self.redis, key, self.status())
+            try:  # every STATUS_INTERVAL, and at once when the role changes
+                async with asyncio.timeout(STATUS_INTERVAL):
+                    await self._status_now.wait()
+            except TimeoutError:
+                pass
 
     async def _run_source(self, src: Source) -> None:
         backoff = Backoff(self.config.daemon.redis_backoff_max)

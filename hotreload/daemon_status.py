@@ -49,6 +49,27 @@ async def delete_status(client: aioredis.Redis, key: str) -> None:
         log.debug("could not delete the daemon status: %s", describe_error(exc))
 
 
+def describe_daemon(doc: dict[str, Any]) -> list[str]:
+    """Human lines for one daemon's status (what ``hotreload status`` prints)."""
+    versions = ", ".join(f"{ns} v{v}" for ns, v in sorted(doc.get("versions", {}).items()))
+    head = (f"daemon {doc.get('host')}:{doc.get('pid')} {doc.get('role') or 'role unknown'}, "
+            f"redis {doc.get('redis')}" + (f", published {versions}" if versions else ""))
+    lines = [head]
+    if doc.get("leader_error"):
+        lines.append(f"  leader lock: {doc['leader_error']}")
+    if doc.get("redis_error"):
+        lines.append(f"  redis: {doc['redis_error']}")
+    for name, src in sorted(doc.get("sources", {}).items()):
+        counts = ", ".join(f"{r}={n}" for r, n in sorted(src.get("rejections", {}).items()))
+        state = "running" if src.get("running") else "NOT running"
+        error = src.get("last_error")
+        line = f"  source {name}: {state}" + (f", rejections {counts}" if counts else "")
+        if error:
+            line += f"; last error ({error.get('reason')}): {error.get('detail')}"
+        lines.append(line)
+    return lines
+
+
 async def read_daemon_status(
     config: HotReloadConfig, *, client: aioredis.Redis | None = None
 ) -> list[dict[str, Any]]:

@@ -97,3 +97,17 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert backoff.next() <= 0.1
     with pytest.raises(ValueError):
         Backoff(0)
+
+
+def test_describe_daemon() -> None:
+    from hotreload.daemon import describe_daemon
+
+    lines = describe_daemon({
+        "host": "h", "pid": 7, "role": "leader", "redis": "up", "versions": {"app": 3},
+        "sources": {"files": {"running": True, "rejections": {"yaml": 2},
+                              "last_error": {"reason": "yaml", "detail": "a.yaml:3: bad"}}},
+    })
+    assert lines == [
+        "daemon h:7 leader, redis up, published app v3",
+        "  source files: running, rejections yaml=2; last error (yaml): a.yaml:3: bad",
+    ]

@@ -151,3 +151,23 @@ async def test_not_ready_until_redis_answers(write_config: WriteConfig, running:
     assert not ready
     assert details["reason"].startswith("redis down")
     assert details["role"] == "leader"
+
+
+async def test_secrets_never_reach_logs_or_status(
+    write_config: WriteConfig, running: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    import logging
+
+    from daemon_helpers import free_port
+
+    caplog.set_level(logging.DEBUG, logger="hotreload")
+    url = f"redis://user:s3cret-pw@127.0.0.1:{free_port()}/0"
+    _, config = write_config(redis_url=url)
+    daemon = running(Daemon(config, sources=[], leader=None))
+    await async_wait_for(lambda: daemon.reconciler.redis_up is False, 10, "Redis marked down")
+    daemon.stop()
+    text = "\n".join(r.getMessage() + json.dumps(vars(r), default=str) for r in caplog.records)
+    assert "redis://user:***@127.0.0.1" in text
+    assert "s3cret-pw" not in text
+    assert "s3cret-pw" not in json.dumps(daemon.status()) + json.dumps(daemon.readiness())
