@@ -31,6 +31,7 @@ from .daemon_status import (
     status_key,
     write_status,
 )
+from .election import Election, Role
 from .health import HealthServer
 from .metrics import Metrics
 from .publisher import AsyncPublisher
@@ -48,7 +49,6 @@ RECONCILE_TIMEOUT = 10.0
 STOP_STEP_TIMEOUT = 0.5
 #: A source that ran this long before failing restarts without accumulated backoff.
 SOURCE_STABLE_SECONDS = 30.0
-Role = Literal["leader", "standby"]
 
 
 class Daemon:
@@ -77,8 +77,10 @@ class Daemon:
         if config.daemon.http is not None:
             self.http = HealthServer(config.daemon.http, readiness=self.readiness,
                                      metrics=self.metrics.render)
-        self.role: Role | None = None
-        self.leader_error: str | None = None
+        self.election = Election(
+            self.leader, backoff_max=config.daemon.redis_backoff_max, on_lead=self._lead,
+            on_follow=self.reconciler.close_gate, on_change=self._role_changed,
+        )
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.started_at = time.time()
@@ -88,6 +90,11 @@ class Daemon:
         self._status_now = asyncio.Event()
         self._crash: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def role(self) -> Role | None:
+        """``leader``, ``standby``, or None while unknown."""
+        return self.election.role
 
     # ------------------------------------------------------------------ public control
 
@@ -107,7 +114,7 @@ class Daemon:
         reasons += [f"source {name} is not running" for name, up in self._running.items()
                     if not up]
         if self.role is None:
-            reasons.append(f"role unknown: {self.leader_error or 'starting'}")
+            reasons.append(f"role unknown: {self.election.error or 'starting'}")
         return not reasons, {"role": self.role, "reason": "; ".join(reasons) or None}
 
     def status(self) -> dict[str, Any]:
@@ -118,7 +125,7 @@ class Daemon:
             sources.setdefault(name, {"running": None, **state.as_dict()})
         return {
             "host": self.host, "pid": self.pid, "version": __version__,
-            "role": self.role, "leader_error": self.leader_error,
+            "role": self.role, "leader_error": self.election.error,
             "started_at": self.started_at, "updated_at": time.time(),
             "http": self.http.address if self.http else None,
             "sources": sources, **rec.status(),
@@ -135,12 +142,12 @@ class Daemon:
         try:
             if self.http is not None:
                 await self.http.start()
+            for src in self.sources:  # first: a source may need its run() before reconcile()
+                self._spawn(self._run_source(src), f"source-{src.name}", critical=False)
             self._spawn(self.reconciler.run(), "reconciler", critical=True)
-            self._spawn(self._role_loop(), "role", critical=True)
+            self._spawn(self.election.run(), "election", critical=True)
             self._spawn(self._reconcile_loop(), "reconcile", critical=True)
             self._spawn(self._status_loop(), "status", critical=False)
-            for src in self.sources:
-                self._spawn(self._run_source(src), f"source-{src.name}", critical=False)
             log.info("daemon %s started (pid %d): %d source(s), Redis %s, HTTP %s, %s",
                      __version__, self.pid, len(self.sources), self.config.redis.display_url(),
                      self.http.address if self.http else "off",
@@ -195,51 +202,18 @@ class Daemon:
                 await self.redis.aclose()
         except Exception as exc:
             log.debug("closing Redis failed: %s", describe_error(exc))
-        self._set_role(None)
+        self.election.set_role(None)
         log.info("daemon stopped", extra={"action": "stopped"})
 
     # ------------------------------------------------------------------ loops
 
-    async def _role_loop(self) -> None:
-        if self.leader is None:
-            self._set_role("leader")
-            self.reconciler.open_gate()
-            return
-        backoff = Backoff(self.config.daemon.redis_backoff_max)
-        while True:
-            self._set_role("standby")
-            try:
-                await self.leader.acquire()
-            except Exception as exc:
-                self._set_role(None, error=describe_error(exc))
-                await asyncio.sleep(backoff.next())
-                continue
-            backoff.reset()
-            self._set_role("leader")
-            await self.reconcile_sources()  # the latest state first, then publish
-            self.reconciler.open_gate()
-            try:
-                await self.leader.wait_lost()
-            except Exception as exc:
-                self.leader_error = describe_error(exc)
-            self.reconciler.close_gate()
-            log.warning("leadership lost: %s", self.leader_error or "lock released",
-                        extra={"action": "leader_lost"})
+    async def _lead(self) -> None:
+        await self.reconcile_sources()  # the latest state first, then publish
+        self.reconciler.open_gate()
 
-    def _set_role(self, role: Role | None, *, error: str | None = None) -> None:
-        if role == self.role and error is None:
-            return
-        self.role = role
-        self.leader_error = error
-        self._status_now.set()
+    def _role_changed(self, role: Role | None) -> None:
         self.metrics.leader.set(1 if role == "leader" else 0)
-        if role == "leader":
-            log.info("leader: publishing", extra={"action": "leader_acquired"})
-        elif role == "standby":
-            log.info("standby: waiting for the leader lock", extra={"action": "standby"})
-        elif error is not None:
-            log.warning("leader election failed, retrying: %s", error,
-                        extra={"action": "leader_error"})
+        self._status_now.set()
 
     async def reconcile_sources(self) -> None:
         """Every source re-reads and reports its whole state (each within a deadline)."""
