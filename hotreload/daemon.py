@@ -262,6 +262,7 @@ class Daemon:
                 raise
             except Exception as exc:
                 detail = describe_error(exc)
+                log.debug("source %s crashed", src.name, exc_info=exc)
             self._running[src.name] = False
             self.reconciler.failed(src.name, detail)
             if time.monotonic() - began > SOURCE_STABLE_SECONDS:
