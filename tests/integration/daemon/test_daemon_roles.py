@@ -171,3 +171,37 @@ async def test_secrets_never_reach_logs_or_status(
     assert "redis://user:***@127.0.0.1" in text
     assert "s3cret-pw" not in text
     assert "s3cret-pw" not in json.dumps(daemon.status()) + json.dumps(daemon.readiness())
+
+
+async def test_periodic_reconcile_repairs_a_lost_notification(
+    uid: str, write_config: WriteConfig, running: Any,
+) -> None:
+    ns = f"app-{uid}"
+    _, config = write_config(daemon={"http": None, "reconcile_interval": 0.2})
+    source = MemorySource(ns, {"v": 1})
+    daemon = running(Daemon(config, sources=[source], leader=None))
+    async with AsyncPublisher(config) as pub:
+        await async_wait_for(lambda: daemon.reconciler.versions.get(ns) == 1, 10, "v1")
+        source.document = {"v": 2}  # no notify(): only the periodic reconcile can see it
+        await async_wait_for(lambda: daemon.reconciler.versions.get(ns) == 2, 10, "v2")
+        assert (await pub.snapshot(ns)).settings == {"v": 2}
+        await async_wait_for(lambda: source.reconciles >= 4, 10, "more reconciles")
+        assert await pub.version(ns) == 2  # unchanged state: nothing more published
+
+
+async def test_sources_reconcile_after_redis_comes_back(
+    uid: str, redis_server: Any, write_config: WriteConfig, running: Any,
+) -> None:
+    ns = f"app-{uid}"
+    _, config = write_config(redis_url=redis_server.url,
+                             daemon={"http": None, "redis_backoff_max": 0.3})
+    source = MemorySource(ns, {"v": 1})
+    daemon = running(Daemon(config, sources=[source], leader=None))
+    await async_wait_for(lambda: daemon.reconciler.versions.get(ns) == 1, 10, "v1")
+    before = source.reconciles
+    redis_server.stop()
+    await async_wait_for(lambda: daemon.reconciler.redis_up is False, 10, "Redis down")
+    redis_server.start()
+    await async_wait_for(lambda: daemon.reconciler.redis_up is True, 10, "Redis up")
+    await async_wait_for(lambda: source.reconciles > before, 10, "a reconcile")
+    assert daemon.metrics.registry.get_sample_value("hotreload_redis_reconnects_total") == 1
