@@ -250,6 +250,16 @@ class DaemonSettings(_Section):
     redis_backoff_max: float = Field(5.0, gt=0)
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("http")
+    @classmethod
+    def _check_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9464 (or null to disable)")
+        return value
+
 
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("hotreload_yaml_data", default=None)
 

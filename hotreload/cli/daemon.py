@@ -1,0 +1,31 @@
+"""``hotreload daemon``: run the publisher daemon until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..logs import configure_logging
+from ._base import State, handle_errors
+
+
+@click.command("daemon")
+@click.option("--http", "http", default=None, metavar="HOST:PORT",
+              help="Health and metrics address [default: daemon.http]; 'off' disables it.")
+@click.pass_obj
+@handle_errors
+def daemon(state: State, http: str | None) -> None:
+    """Watch the configured sources and publish their settings to Redis.
+
+    Runs until SIGTERM or SIGINT, then stops cleanly (exit status 0). See docs/daemon.md.
+    """
+    from ..daemon import Daemon
+
+    config = state.config
+    if http is not None:
+        section = config.daemon.model_copy(update={"http": None if http == "off" else http})
+        config = config.model_copy(update={"daemon": section})
+    if state.log_format == "text" and config.daemon.log_format == "json":
+        configure_logging(verbose=state.verbose, fmt="json")
+    asyncio.run(Daemon(config, handle_signals=True).run())

@@ -1,0 +1,252 @@
+"""The reconciler's pure logic, against a fake publisher (and fakeredis for idempotency)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import fakeredis
+import pytest
+
+from hotreload._pending import MAX_PENDING_KEYS
+from hotreload.config import HotReloadConfig
+from hotreload.errors import BackendError, ProtocolError
+from hotreload.metrics import Metrics
+from hotreload.publisher import AsyncPublisher, PublishResult
+from hotreload.reconciler import Reconciler
+
+
+class FakePublisher:
+    """Records calls; ``up`` False makes every call fail like an unreachable Redis."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.version_ = 0
+        self.published: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def _check(self) -> None:
+        if not self.up:
+            raise BackendError("publishing: Connection refused")
+
+    async def ping(self) -> bool:
+        self._check()
+        return True
+
+    async def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
+                      source: str | None = None) -> PublishResult:
+        self._check()
+        assert namespace is not None
+        if self.published.get(namespace) == dict(document):
+            return PublishResult(namespace, None)
+        self.published[namespace] = dict(document)
+        self.version_ += 1
+        self.calls.append(("config", namespace, dict(document)))
+        return PublishResult(namespace, self.version_)
+
+    async def invalidate(self, keys: Sequence[str] = (), prefixes: Sequence[str] = (), *,
+                         everything: bool = False, namespace: str | None = None,
+                         source: str | None = None) -> PublishResult:
+        self._check()
+        assert namespace is not None
+        self.version_ += 1
+        self.calls.append(("invalidate", namespace, (tuple(keys), tuple(prefixes), everything)))
+        return PublishResult(namespace, self.version_)
+
+    async def version(self, namespace: str | None = None) -> int:
+        self._check()
+        return self.version_
+
+
+async def wait_until(cond: Any, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not cond():  # noqa: ASYNC110 - polling a condition with a deadline
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def fake() -> Any:
+    pub = FakePublisher()
+    metrics = Metrics()
+    rec = Reconciler(pub, metrics, ping=pub.ping, backoff_max=0.05, probe_interval=0.02)
+    task = asyncio.create_task(rec.run())
+    try:
+        yield pub, rec, metrics
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_publishes_only_while_the_gate_is_open(fake: Any) -> None:
+    pub, rec, _ = fake
+    await rec.desired("app", {"a": 1}, source="files")
+    await wait_until(lambda: rec.redis_up)
+    await asyncio.sleep(0.05)  # give a wrongly open gate the chance to publish
+    assert pub.calls == []
+    rec.open_gate()
+    await wait_until(lambda: pub.calls)
+    assert pub.calls == [("config", "app", {"a": 1})]
+
+
+async def test_repeated_state_publishes_nothing(fake: Any) -> None:
+    pub, rec, metrics = fake
+    rec.open_gate()
+    for _ in range(3):
+        await rec.desired("app", {"a": 1}, source="files")
+        await wait_until(lambda: not rec.pending())
+    assert len(pub.calls) == 1
+    assert rec.versions == {"app": 1}
+    assert sample(metrics, "hotreload_events_published_total", source="files",
+                  kind="config") == 1
+    assert sample(metrics, "hotreload_namespace_version", namespace="app") == 1
+
+
+async def test_outage_coalesces_to_the_latest_state(
+    fake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, rec, metrics = fake
+    caplog.set_level(logging.DEBUG, logger="hotreload.reconciler")
+    rec.open_gate()
+    await rec.desired("app", {"n": 0}, source="files")
+    await wait_until(lambda: pub.calls)
+    pub.up = False
+    for n in range(1, 6):
+        await rec.desired("app", {"n": n}, source="files")
+        await rec.invalidate("app", [f"k{n}"], source="pg")
+    await wait_until(lambda: rec.redis_up is False)
+    await asyncio.sleep(0.2)  # several retries while down
+    pub.up = True
+    await wait_until(lambda: rec.redis_up and not rec.pending())
+    assert pub.calls == [
+        ("config", "app", {"n": 0}),
+        ("config", "app", {"n": 5}),
+        ("invalidate", "app", (("k1", "k2", "k3", "k4", "k5"), (), False)),
+    ]
+    actions = [getattr(r, "action", None) for r in caplog.records]
+    assert actions.count("redis_down") == 1
+    assert actions.count("redis_up") == 1
+    assert sample(metrics, "hotreload_redis_reconnects_total") == 1
+    assert sample(metrics, "hotreload_redis_up") == 1
+
+
+async def test_recovery_asks_for_a_reconcile() -> None:
+    pub = FakePublisher()
+    asked: list[bool] = []
+    rec = Reconciler(pub, Metrics(), ping=pub.ping, backoff_max=0.05, probe_interval=0.02,
+                     on_reconnect=lambda: asked.append(True))
+    pub.up = False
+    assert not await rec.probe()
+    pub.up = True
+    assert await rec.probe()
+    assert asked == [True]
+    assert await rec.probe()
+    assert asked == [True]  # only on a transition
+
+
+async def test_invalidations_merge_and_cap() -> None:
+    pub = FakePublisher()
+    rec = Reconciler(pub, Metrics(), ping=pub.ping, backoff_max=0.05)
+    await rec.invalidate("app", ["a"], ["p."], source="pg")
+    await rec.invalidate("app", ["b", "a"], source="pg")
+    await rec.invalidate("app", source="pg")  # nothing: ignored
+    assert rec.pending() == ["app"]
+    await rec.invalidate("big", [f"k{i}" for i in range(MAX_PENDING_KEYS + 1)], source="pg")
+    await rec.invalidate("big", ["more"], source="pg")
+    await rec.probe()
+    rec.open_gate()
+    task = asyncio.create_task(rec.run())
+    try:
+        await wait_until(lambda: not rec.pending())
+    finally:
+        task.cancel()
+    assert sorted(pub.calls) == [
+        ("invalidate", "app", (("a", "b"), ("p.",), False)),
+        ("invalidate", "big", ((), (), True)),
+    ]
+
+
+async def test_rejections_are_counted_once_per_problem(caplog: pytest.LogCaptureFixture) -> None:
+    pub = FakePublisher()
+    metrics = Metrics()
+    rec = Reconciler(pub, metrics, ping=pub.ping, backoff_max=0.05)
+    rec.rejected("file:a.yaml", "yaml", "a.yaml:3: mapping values are not allowed")
+    rec.rejected("file:a.yaml", "yaml", "a.yaml:3: mapping values are not allowed")
+    rec.rejected("file:a.yaml", "schema", "a.yaml: port: not an int")
+    state = rec.sources["file:a.yaml"]
+    assert state.rejections == {"yaml": 1, "schema": 1}
+    assert state.last_error is not None
+    assert state.last_error["reason"] == "schema"
+    assert sample(metrics, "hotreload_rejections_total", source="file:a.yaml",
+                  reason="yaml") == 1
+    assert sample(metrics, "hotreload_source_up", source="file:a.yaml") == 0
+    rec.accepted("file:a.yaml")
+    assert state.last_error is None
+    assert sample(metrics, "hotreload_source_up", source="file:a.yaml") == 1
+    assert [getattr(r, "action", None) for r in caplog.records].count("rejected") == 2
+
+
+async def test_bad_documents_are_rejected_not_published(fake: Any) -> None:
+    pub, rec, _ = fake
+    rec.open_gate()
+    await rec.desired("app", {"x": float("nan")}, source="files")
+    await rec.desired("bad ns", {"x": 1}, source="files")
+    assert rec.pending() == []
+    assert rec.sources["files"].rejections == {"document": 2}
+    assert pub.calls == []
+
+
+async def test_publish_errors_other_than_outages_are_rejections(fake: Any) -> None:
+    pub, rec, _ = fake
+
+    async def too_big(*args: Any, **kwargs: Any) -> PublishResult:
+        raise ProtocolError("event of 2000000 bytes exceeds security.max_message_bytes")
+
+    pub.replace = too_big
+    rec.open_gate()
+    await rec.desired("app", {"a": 1}, source="files")
+    await wait_until(lambda: "files" in rec.sources)
+    assert rec.sources["files"].rejections == {"publish": 1}
+    assert rec.redis_up is True
+
+
+async def test_idempotent_against_a_real_publisher() -> None:
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeAsyncRedis(server=server)
+    config = HotReloadConfig.from_url("redis://localhost:6379/0")
+    first = AsyncPublisher(config, client=client)
+    second = AsyncPublisher(config, client=fakeredis.FakeAsyncRedis(server=server))
+    recs = [Reconciler(pub, Metrics(), ping=client.ping, backoff_max=0.05, probe_interval=0.02)
+            for pub in (first, second)]
+    tasks = [asyncio.create_task(r.run()) for r in recs]
+    try:
+        for rec in recs:
+            rec.open_gate()
+        for doc in ({"a": 1}, {"a": 2, "b": {"c": True}}, {"a": 2, "b": {"c": True}}):
+            for rec in recs:  # two daemons reporting the same desired state
+                await rec.desired("app", doc, source="files")
+            await wait_until(lambda: all(not r.pending() for r in recs))
+        history = await first.history("app", limit=100)
+        assert [e.version for e in history] == [1, 2]
+        assert (await first.snapshot("app")).settings == {"a": 2, "b": {"c": True}}
+        server.connected = False
+        for n in range(3, 6):
+            await recs[0].desired("app", {"a": n}, source="files")
+        await wait_until(lambda: recs[0].redis_up is False)
+        server.connected = True
+        await wait_until(lambda: recs[0].redis_up and not recs[0].pending())
+        history = await first.history("app", limit=100)
+        assert [e.version for e in history] == [1, 2, 3]
+        assert {(c.op, c.key) for c in history[-1].changes} == {("set", "a"), ("delete", "b.c")}
+        assert (await first.snapshot("app")).settings == {"a": 5}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
