@@ -14,6 +14,7 @@ import click
 
 from .. import protocol as p
 from ..config import HotReloadConfig
+from ..daemon_status import describe_daemon, read_daemon_status
 from ..errors import DocumentError
 from ..publisher import AsyncPublisher
 from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
@@ -292,7 +293,7 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
             "subscribers": await pub.subscribers(),
             "redis": config.redis.display_url(),
         }
-        info["daemons"] = await _daemons(config)
+        info["daemons"] = await read_daemon_status(config, client=pub.redis)
         return info
 
     info = _run(state, namespace, body)
@@ -301,23 +302,11 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
         return
     for key in ("namespace", "version", "checksum", "updated_at", "keys", "subscribers", "redis"):
         click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")
+    if not info["daemons"]:
+        click.echo("daemons:     none running")
     for d in info["daemons"]:
-        click.echo(f"daemon:      {_describe_daemon(d)}")
-
-
-async def _daemons(config: HotReloadConfig) -> list[dict[str, Any]]:
-    try:
-        from ..daemon import read_daemon_status
-    except ImportError:  # pragma: no cover - the daemon module ships with the package
-        return []
-    result: list[dict[str, Any]] = await read_daemon_status(config)
-    return result
-
-
-def _describe_daemon(d: dict[str, Any]) -> str:
-    line = f"{d.get('host', '?')}:{d.get('pid', '?')} role={d.get('role', '?')}"
-    errors = [f"{name}: {err}" for name, err in (d.get("errors") or {}).items() if err]
-    return line + ("  errors: " + "; ".join(errors) if errors else "")
+        for line in describe_daemon(d):
+            click.echo(line)
 
 
 COMMANDS: list[click.Command] = [publish, invalidate, get, history, rollback, tail, status]
