@@ -2,6 +2,7 @@
 
 from ._frozen import FrozenSettings
 from ._version import __version__
+from .cache import AsyncTwoLevelCache, JsonSerializer, L1Cache, Serializer, TwoLevelCache
 from .config import HotReloadConfig, load_config
 from .errors import (
     BackendError,
@@ -30,6 +31,7 @@ __all__ = [
     "MISSING",
     "AsyncPublisher",
     "AsyncSubscriber",
+    "AsyncTwoLevelCache",
     "BackendError",
     "CacheHook",
     "Change",
@@ -42,16 +44,20 @@ __all__ = [
     "HotReloadConfig",
     "HotReloadError",
     "Invalidation",
+    "JsonSerializer",
+    "L1Cache",
     "ProtocolError",
     "PublishResult",
     "Publisher",
     "Resync",
+    "Serializer",
     "SettingsChange",
     "SettingsRejected",
     "SignatureError",
     "Snapshot",
     "StartTimeout",
     "Subscriber",
+    "TwoLevelCache",
     "__version__",
     "load_config",
 ]
