@@ -17,7 +17,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_python_example_runs(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
-    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[0]
     code = code.replace('namespace="app"', f'namespace="{namespace}"')
     module = types.ModuleType("readme_example")
     sys.modules[module.__name__] = module  # pydantic resolves annotations through it
