@@ -16,16 +16,10 @@ from .errors import (
     SignatureError,
     StartTimeout,
 )
+from .events import CacheHook, Invalidation, Resync, SettingsChange
 from .protocol import MISSING, Change, Envelope, Snapshot
 from .publisher import AsyncPublisher, Publisher, PublishResult
-from .subscriber import (
-    AsyncSubscriber,
-    CacheHook,
-    Invalidation,
-    Resync,
-    SettingsChange,
-    Subscriber,
-)
+from .subscriber import AsyncSubscriber, Subscriber
 
 __all__ = [
     "MISSING",

@@ -15,8 +15,9 @@ from ._cache_state import CacheCounters, Echoes, Fences, Flight, Flights, Scope,
 from ._l1 import L1Cache
 from ._l2 import JsonSerializer, L2Store, Serializer
 from .errors import BackendError
+from .events import Invalidation
 from .publisher import AsyncPublisher, default_origin
-from .subscriber import AsyncSubscriber, Invalidation
+from .subscriber import AsyncSubscriber
 
 log = logging.getLogger("hotreload.cache")
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import pydantic
 import redis.asyncio as aioredis
@@ -31,6 +30,7 @@ from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import REDIS_ERRORS, describe_error, make_client
 from .errors import ProtocolError, SettingsRejected, StartTimeout
+from .events import CacheHook, Dispatcher, Invalidation, Resync, SettingsChange
 
 log = logging.getLogger("hotreload.subscriber")
 
@@ -38,65 +38,6 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
 POLL_SECONDS = 0.25
 HEARTBEAT_MESSAGE = "hotreload-heartbeat"
-
-
-@dataclass(frozen=True, slots=True)
-class SettingsChange:
-    """What a change listener receives: the changes of one version, old and new settings."""
-
-    namespace: str
-    version: int
-    changes: tuple[p.Change, ...]
-    old_settings: Any
-    new_settings: Any
-    source: str = ""
-    origin: str = ""
-    ts: float = 0.0
-    resync: bool = False
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(c.key for c in self.changes)
-
-    def matches(self, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
-        if not keys and not prefixes:
-            return True
-        return any(p.key_matches(c.key, keys, prefixes) for c in self.changes)
-
-
-@dataclass(frozen=True, slots=True)
-class Invalidation:
-    """What caches and invalidation listeners receive. ``all`` means: drop everything."""
-
-    namespace: str
-    version: int
-    keys: tuple[str, ...] = ()
-    prefixes: tuple[str, ...] = ()
-    all: bool = False
-    origin: str = ""
-    source: str = ""
-    reason: Literal["event", "resync"] = "event"
-
-
-@dataclass(frozen=True, slots=True)
-class Resync:
-    """What resync listeners receive."""
-
-    namespace: str
-    reason: str
-    from_version: int
-    to_version: int
-    replayed: bool
-
-
-class CacheHook(Protocol):
-    """What a subscriber tells a local cache (`TwoLevelCache` implements it)."""
-
-    def invalidate(self, event: Invalidation) -> None:
-        """Drop the entries the event names (or all of them)."""
-
-    def set_trusted(self, trusted: bool) -> None:
-        """False while the link is down or resyncing: do not serve from L1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +53,6 @@ _Tree = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # nested, flat, i
 
 
 @dataclass(slots=True)
-class _Listener:
-    func: Callable[[Any], Any]
-    keys: tuple[str, ...] = ()
-    prefixes: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
 class _Stats:
     events: int = 0
     invalidations: int = 0
@@ -129,7 +63,6 @@ class _Stats:
     reloads: int = 0
     reconnects: int = 0
     heartbeat_timeouts: int = 0
-    listener_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -178,10 +111,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self._raw_flat: dict[str, Any] = {}
         self._current = _Current(0, {}, {}, self._empty_settings(), {})
         self.get = self._current.index.get
-        self._change_listeners: list[_Listener] = []
-        self._invalidate_listeners: list[_Listener] = []
-        self._resync_listeners: list[Callable[[Resync], Any]] = []
-        self._caches: list[CacheHook] = []
+        self._events = Dispatcher(self.namespace)
         self._swap_hooks: list[Callable[[_Current], None]] = []
         self.last_error: str | None = None
         self.stats = _Stats()
@@ -223,45 +153,33 @@ class AsyncSubscriber(Generic[ModelT]):
             "connected": self._link.connected,
             "last_error": self.last_error,
             **dataclasses.asdict(self.stats),
+            "listener_errors": self._events.errors,
         }
 
     # ------------------------------------------------------------------ registration
 
-    def on_change(
-        self, func: F | None = None, /, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
-    ) -> Any:
-        """Register ``func(change: SettingsChange)``; with keys/prefixes, only for those."""
+    def on_change(self, func: F | None = None, /, *, keys: Sequence[str] = (),
+                  prefixes: Sequence[str] = ()) -> Any:
+        """Register ``func(change: SettingsChange)`` (as a decorator, with or without
+        arguments); with keys/prefixes, only changes of those keys."""
+        return self._events.on_change(func, keys=keys, prefixes=prefixes)
 
-        def register(f: F) -> F:
-            self._change_listeners.append(_Listener(f, tuple(keys), tuple(prefixes)))
-            return f
-
-        return register(func) if func is not None else register
-
-    def on_invalidate(
-        self, func: F | None = None, /, *, keys: Sequence[str] = (), prefixes: Sequence[str] = ()
-    ) -> Any:
+    def on_invalidate(self, func: F | None = None, /, *, keys: Sequence[str] = (),
+                      prefixes: Sequence[str] = ()) -> Any:
         """Register ``func(event: Invalidation)`` for invalidation events."""
-
-        def register(f: F) -> F:
-            self._invalidate_listeners.append(_Listener(f, tuple(keys), tuple(prefixes)))
-            return f
-
-        return register(func) if func is not None else register
+        return self._events.on_invalidate(func, keys=keys, prefixes=prefixes)
 
     def on_resync(self, func: F) -> F:
         """Register ``func(event: Resync)``, called after every resync that moved versions."""
-        self._resync_listeners.append(func)
-        return func
+        return self._events.on_resync(func)
 
     def register_cache(self, cache: CacheHook) -> None:
         """Deliver invalidations and link health to a local cache."""
-        self._caches.append(cache)
+        self._events.add_cache(cache)
         cache.set_trusted(self._link.connected and self._ready.is_set())
 
     def unregister_cache(self, cache: CacheHook) -> None:
-        if cache in self._caches:
-            self._caches.remove(cache)
+        self._events.remove_cache(cache)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -416,8 +334,7 @@ class AsyncSubscriber(Generic[ModelT]):
                             extra={"action": "disconnected", "namespace": self.namespace})
             link.down_logged = True
         link.connected = False
-        for cache in self._caches:
-            cache.set_trusted(False)
+        self._events.set_trusted(False)
 
     # ------------------------------------------------------------------ events
 
@@ -446,7 +363,7 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._current = dataclasses.replace(self._current, version=env.version)
             inv = Invalidation(self.namespace, env.version, env.keys, env.prefixes, env.all,
                                env.origin, env.source)
-            await self._deliver_invalidation(inv)
+            await self._events.invalidation(inv)
         else:
             self.stats.events += 1
             tree: _Tree | None = None
@@ -478,12 +395,12 @@ class AsyncSubscriber(Generic[ModelT]):
             return
         self.last_error = None
         self._swap(new)
-        if not notify or not self._change_listeners:
+        if not notify or not self._events.wants_changes:
             return  # the initial load is not a change; and nobody would hear of it
         if changes is None or recovering:
             changes = p.diff(old.flat, new.flat)
         if changes:
-            await self._notify_change(SettingsChange(self.namespace, version, changes,
+            await self._events.change(SettingsChange(self.namespace, version, changes,
                                                      old.settings, new.settings, source,
                                                      origin, ts, resync))
 
@@ -519,8 +436,7 @@ class AsyncSubscriber(Generic[ModelT]):
     async def _resync(self, reason: str) -> None:
         """Catch up with the server: replay from the log, else reload the snapshot."""
         self.stats.resyncs += 1
-        for cache in self._caches:
-            cache.set_trusted(False)
+        self._events.set_trusted(False)
         start = self._raw_version
         server = int(await self.redis.hget(self.keys.snapshot, "version") or 0)
         replayed = False
@@ -531,8 +447,7 @@ class AsyncSubscriber(Generic[ModelT]):
         if self._raw_version >= 0 and self._current.settings is not None:
             self._ready.set()  # else: no valid settings at all yet; stay not ready
         if self._link.connected:
-            for cache in self._caches:
-                cache.set_trusted(True)
+            self._events.set_trusted(True)
         if start < 0:
             log.info("subscriber of %s loaded v%d", self.namespace, self._raw_version,
                      extra={"action": "loaded", "namespace": self.namespace,
@@ -543,8 +458,7 @@ class AsyncSubscriber(Generic[ModelT]):
                      extra={"action": "resynced", "namespace": self.namespace,
                             "version": self._raw_version})
             event = Resync(self.namespace, reason, start, self._raw_version, replayed)
-            for func in self._resync_listeners:
-                await self._call(func, event)
+            await self._events.resync(event)
 
     async def _replay(self, have: int, upto: int) -> bool:
         entries = await self.redis.xrange(self.keys.log, min=f"{have + 1}", max=f"{upto}")
@@ -588,7 +502,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self._raw_flat = flat
         if not first:
             # Events were missed and could not be replayed: caches must forget everything.
-            await self._deliver_invalidation(Invalidation(
+            await self._events.invalidation(Invalidation(
                 self.namespace, snap.version, all=True, source="resync", reason="resync"))
         await self._settle(snap.version, None, "snapshot", "", snap.updated_at, not first,
                            notify=not first or self._ready.is_set(),
@@ -596,37 +510,6 @@ class AsyncSubscriber(Generic[ModelT]):
         if self.last_error is None and self._current.version != snap.version:
             self._current = dataclasses.replace(self._current, version=snap.version)
         self._advanced()
-
-    # ------------------------------------------------------------------ delivery
-
-    async def _deliver_invalidation(self, inv: Invalidation) -> None:
-        for cache in self._caches:
-            try:
-                cache.invalidate(inv)
-            except Exception:
-                self.stats.listener_errors += 1
-                log.exception("cache hook failed on an invalidation")
-        for lst in self._invalidate_listeners:
-            if (inv.all or not (lst.keys or lst.prefixes)
-                    or any(p.key_matches(k, lst.keys, lst.prefixes) for k in inv.keys)
-                    or any(x.startswith(q) or q.startswith(x)
-                           for x in inv.prefixes for q in (*lst.keys, *lst.prefixes))):
-                await self._call(lst.func, inv)
-
-    async def _notify_change(self, change: SettingsChange) -> None:
-        for lst in self._change_listeners:
-            if change.matches(lst.keys, lst.prefixes):
-                await self._call(lst.func, change)
-
-    async def _call(self, func: Callable[[Any], Any], arg: Any) -> None:
-        try:
-            result = func(arg)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            self.stats.listener_errors += 1
-            log.exception("listener %s failed", getattr(func, "__qualname__", func),
-                          extra={"action": "listener_error", "namespace": self.namespace})
 
 
 async def _drop(pubsub: PubSub) -> None:

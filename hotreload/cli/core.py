@@ -16,8 +16,9 @@ from .. import protocol as p
 from ..config import HotReloadConfig
 from ..daemon_status import describe_daemon, read_daemon_status
 from ..errors import DocumentError
+from ..events import Invalidation, Resync, SettingsChange
 from ..publisher import AsyncPublisher
-from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
+from ..subscriber import AsyncSubscriber
 from ._base import State, handle_errors, namespace_option
 
 T = TypeVar("T")

@@ -16,8 +16,9 @@ import click
 from pydantic import BaseModel, Field
 
 from ..config import HotReloadConfig
+from ..events import Invalidation, SettingsChange
 from ..publisher import AsyncPublisher
-from ..subscriber import AsyncSubscriber, Invalidation, SettingsChange
+from ..subscriber import AsyncSubscriber
 from ._base import State, handle_errors
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -16,25 +14,9 @@ import redis.asyncio as aioredis
 
 from hotreload import AsyncSubscriber, HotReloadConfig, Subscriber
 from hotreload.cache import AsyncTwoLevelCache, TwoLevelCache
+from tests.conftest import REDIS_URL, await_until, wait_until
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
-
-
-async def await_until(cond: Callable[[], object], timeout: float = 10.0,
-                      what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
+__all__ = ["REDIS_URL", "CacheFactory", "Store", "SubFactory", "await_until", "wait_until"]
 
 
 class Store:
