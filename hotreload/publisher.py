@@ -23,6 +23,7 @@ from redis.commands.core import AsyncScript
 
 from . import protocol as p
 from ._frozen import patch_tree
+from ._gc import collect_startup_garbage
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import make_client, wrap_errors
@@ -102,6 +103,7 @@ class AsyncPublisher:
         self._script: AsyncScript = self.redis.register_script(_PUBLISH_LUA)
         self._states: dict[str, _State] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        collect_startup_garbage()
 
     async def __aenter__(self) -> AsyncPublisher:
         return self

@@ -26,6 +26,7 @@ from redis.asyncio.client import PubSub
 
 from . import protocol as p
 from ._frozen import FrozenSettings, index_tree, patch_tree, to_plain
+from ._gc import collect_startup_garbage
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import REDIS_ERRORS, describe_error, make_client
@@ -197,13 +198,15 @@ class AsyncSubscriber(Generic[ModelT]):
             self._pubsub = self.redis.pubsub()
             self._task = asyncio.create_task(self._run(), name=f"hotreload-sub-{self.namespace}")
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         except TimeoutError:
             reason = self.last_error or self._link.last_failure or "no snapshot yet"
             await self.aclose()
             raise StartTimeout(
                 f"subscriber of {self.namespace!r} not ready after {timeout}s: {reason}"
             ) from None
+        collect_startup_garbage()
 
     async def wait_for_version(self, version: int, timeout: float = 10.0, *,
                                applied: bool = True) -> None:
