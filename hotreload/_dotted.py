@@ -36,9 +36,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def loads(data: bytes | str) -> Any:
-    """Strict JSON: NaN and Infinity are rejected."""
-    return json.loads(data, parse_constant=_reject_constant)
+    """Strict JSON, UTF-8: NaN and Infinity are rejected. Raises ValueError."""
+    text = data if isinstance(data, str) else data.decode("utf-8")
+    return _DECODER.decode(text)
 
 
 def canonical_json(value: Any) -> str:

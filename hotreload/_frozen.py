@@ -8,7 +8,7 @@ changed, not to the size of the namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .errors import ProtocolError
@@ -113,46 +113,47 @@ def _depth(path: str) -> int:
     return path.count(".")
 
 
+def _node_at(copies: dict[str, dict[str, Any]], path: str) -> dict[str, Any] | None:
+    """The (copied) object at ``path``, creating missing ones; None if a leaf is in the way."""
+    got = copies.get(path)
+    if got is not None:
+        return got
+    parent_path, _, name = path.rpartition(".")
+    parent = _node_at(copies, parent_path)
+    if parent is None:
+        return None
+    current = parent.get(name, MISSING)
+    if current is MISSING:
+        fresh: dict[str, Any] = {}
+    elif type(current) is dict:
+        fresh = dict(current)
+    else:
+        return None  # a leaf stands where an object is needed
+    parent[name] = copies[path] = fresh
+    return fresh
+
+
 def patch_tree(
-    nested: dict[str, Any], index: dict[str, Any], changes: Iterable[Change]
+    nested: dict[str, Any], index: dict[str, Any], changes: Sequence[Change]
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Apply leaf changes by copying only the changed paths; None when a rebuild is needed
     (a change replaces an object by a leaf or the reverse, or changes nest in each other)."""
-    changes = tuple(changes)
     if len(changes) > PATCH_LIMIT:
         return None
-    keys = {c.key for c in changes}
-    for key in keys:
-        ancestor = key.rpartition(".")[0]
-        while ancestor:
-            if ancestor in keys:
-                return None
-            ancestor = ancestor.rpartition(".")[0]
+    if len(changes) > 1:
+        keys = {c.key for c in changes}
+        for key in keys:
+            ancestor = key.rpartition(".")[0]
+            while ancestor:
+                if ancestor in keys:
+                    return None
+                ancestor = ancestor.rpartition(".")[0]
     root = dict(nested)
     copies: dict[str, dict[str, Any]] = {"": root}
     new_index = dict(index)
-
-    def node_at(path: str) -> dict[str, Any] | None:
-        got = copies.get(path)
-        if got is not None:
-            return got
-        parent_path, _, name = path.rpartition(".")
-        parent = node_at(parent_path)
-        if parent is None:
-            return None
-        current = parent.get(name, MISSING)
-        if current is MISSING:
-            fresh: dict[str, Any] = {}
-        elif type(current) is dict:
-            fresh = dict(current)
-        else:
-            return None  # a leaf stands where an object is needed
-        parent[name] = copies[path] = fresh
-        return fresh
-
     for ch in changes:
         parent_path, _, leaf = ch.key.rpartition(".")
-        target = node_at(parent_path)
+        target = root if not parent_path else _node_at(copies, parent_path)
         if target is None:
             return None
         existing = target.get(leaf, MISSING)
@@ -166,14 +167,15 @@ def patch_tree(
         elif existing is not MISSING:
             del target[leaf]
             new_index.pop(ch.key, None)
-    for path in sorted(copies, key=_depth, reverse=True):
-        if not path:
-            continue
-        node = copies[path]
-        parent_path, _, name = path.rpartition(".")
-        if node:
-            new_index[path] = FrozenSettings(node)
-        else:  # emptied by deletes: it disappears, as unflatten would have it
-            del copies[parent_path][name]
-            new_index.pop(path, None)
+    if len(copies) > 1:
+        for path in sorted(copies, key=_depth, reverse=True):
+            if not path:
+                continue
+            node = copies[path]
+            parent_path, _, name = path.rpartition(".")
+            if node:
+                new_index[path] = FrozenSettings(node)
+            else:  # emptied by deletes: it disappears, as unflatten would have it
+                del copies[parent_path][name]
+                new_index.pop(path, None)
     return root, new_index

@@ -166,7 +166,7 @@ class Dispatcher:
     async def _call(self, func: Callable[[Any], Any], arg: Any) -> None:
         try:
             result = func(arg)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception:
             self.errors += 1

@@ -102,6 +102,7 @@ class AsyncPublisher:
         self.redis = client if client is not None else make_client(self.config)
         self._script: AsyncScript = self.redis.register_script(_PUBLISH_LUA)
         self._states: dict[str, _State] = {}
+        self._keys: dict[str, p.Keys] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         collect_startup_garbage()
 
@@ -116,7 +117,11 @@ class AsyncPublisher:
             await self.redis.aclose()
 
     def keys(self, namespace: str | None = None) -> p.Keys:
-        return p.keys_for(namespace or self.namespace, self.config.prefix)
+        ns = namespace or self.namespace
+        keys = self._keys.get(ns)
+        if keys is None:
+            keys = self._keys[ns] = p.keys_for(ns, self.config.prefix)
+        return keys
 
     # ------------------------------------------------------------------ reads
 
@@ -306,9 +311,10 @@ class AsyncPublisher:
             return None
         self._states[ns] = _State(version, cs, new_flat, new_nested)
         receivers = int(reply[2])
-        log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,
-                 extra={"action": "published", "namespace": ns, "version": version,
-                        "kind": env.kind, "source": env.source})
+        if log.isEnabledFor(logging.INFO):
+            log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,
+                     extra={"action": "published", "namespace": ns, "version": version,
+                            "kind": env.kind, "source": env.source})
         return PublishResult(ns, version, changes, receivers)
 
 

@@ -107,6 +107,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._progress = asyncio.Event()
+        self._waiting = 0
         self._closing = False
         self._raw_version = -1
         self._raw_flat: dict[str, Any] = {}
@@ -212,17 +213,21 @@ class AsyncSubscriber(Generic[ModelT]):
                                applied: bool = True) -> None:
         """Wait until `version` (or, with ``applied=False``, `received_version`) reaches
         ``version``; raises `TimeoutError` after ``timeout`` seconds."""
+        self._waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 while (self.version if applied else self._raw_version) < version:
                     await self._progress.wait()
         except TimeoutError:
             raise TimeoutError(f"version {self.version} < {version} after {timeout}s") from None
+        finally:
+            self._waiting -= 1
 
     def _advanced(self) -> None:
-        """Wake `wait_for_version` callers."""
-        event, self._progress = self._progress, asyncio.Event()
-        event.set()
+        """Wake `wait_for_version` callers (if any: this runs on every event)."""
+        if self._waiting:
+            event, self._progress = self._progress, asyncio.Event()
+            event.set()
 
     async def aclose(self) -> None:
         self._closing = True
