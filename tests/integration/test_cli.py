@@ -126,3 +126,13 @@ def test_publish_file_makes_the_namespace_exactly_the_document(run, tmp_path: Pa
     assert result.exit_code == 1
     assert "invalid YAML" in result.stderr
     assert json.loads(run("get", "--json").stdout)["version"] == 3
+
+
+def test_config_option_works_after_the_command_too(tmp_path: Path, namespace: str) -> None:
+    cfg = tmp_path / "other.yaml"
+    cfg.write_text(f"redis:\n  url: {REDIS_URL}\nnamespace: {namespace}\n")
+    result = CliRunner().invoke(cli, ["status", "--json", "-c", str(cfg)])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["namespace"] == namespace
+    result = CliRunner().invoke(cli, ["db", "install", "--help"])
+    assert "-c, --config FILE" in result.stdout
