@@ -59,7 +59,7 @@ postgres:
 daemon: {{http: null, reconcile_interval: 60}}
 """)
     install = hotreload("-c", str(cfg), "db", "install")
-    out, err = install.communicate(timeout=60)
+    _, err = install.communicate(timeout=60)
     assert install.returncode == 0, err
     yield {"cfg": cfg, **names}
     psql(f"DROP TABLE IF EXISTS {names['table']} CASCADE")
