@@ -1,7 +1,4 @@
-"""Leader election over PostgreSQL (needs `hotreload.leader`) and the real file source.
-
-Both modules are built on other branches: these tests skip until they are merged.
-"""
+"""Leader election over PostgreSQL and the real file source, with real daemon processes."""
 
 from __future__ import annotations
 
@@ -43,7 +40,6 @@ async def test_standby_takes_over_after_sigkill_without_losing_a_change(
     tmp_path: Path, uid: str, write_config: WriteConfig, spawn: SpawnDaemon,
     subscriber_factory: Any,
 ) -> None:
-    pytest.importorskip("hotreload.leader")
     ns = f"app-{uid}"
     file = tmp_path / "settings.json"
     file.write_text(json.dumps({"n": 0}))
@@ -74,7 +70,6 @@ async def test_cli_daemon_with_the_real_file_source(
     tmp_path: Path, uid: str, write_config: WriteConfig, spawn: SpawnDaemon,
     subscriber_factory: Any,
 ) -> None:
-    pytest.importorskip("hotreload.sources.files")
     ns = f"app-{uid}"
     settings = tmp_path / "conf" / "settings.yaml"
     settings.parent.mkdir()

@@ -55,7 +55,7 @@ async def running(settings: PostgresSettings) -> AsyncIterator[Running]:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     if not (PG_BIN / "initdb").exists():
-        pytest.skip("PostgreSQL server binaries not installed")
+        pytest.fail("PostgreSQL server binaries not installed (.ci/run installs them)")
     base = Path(tempfile.mkdtemp(prefix="hr-pg-"))
     datadir = base / "data"
     if os.geteuid() == 0:
