@@ -38,6 +38,8 @@ log = logging.getLogger("hotreload.subscriber")
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
 POLL_SECONDS = 0.25
+#: How long an event may be in flight before "the server is ahead" means "we lost one".
+VERSION_RECHECK_SECONDS = 0.5
 HEARTBEAT_MESSAGE = "hotreload-heartbeat"
 
 
@@ -76,6 +78,8 @@ class _Link:
     ever_connected: bool = False
     last_failure: str = ""
     errors: int = field(default=0)
+    behind_target: int | None = None
+    behind_check: float = 0.0
 
 
 class AsyncSubscriber(Generic[ModelT]):
@@ -314,6 +318,12 @@ class AsyncSubscriber(Generic[ModelT]):
         elif now - link.last_rx > self._tuning.heartbeat_interval:
             link.ping_sent = now
             await pubsub.ping(HEARTBEAT_MESSAGE)
+        if link.behind_target is not None and now >= link.behind_check:
+            # The server was ahead at the last check. Events in flight explain that; still
+            # being behind a moment later means one was lost.
+            target, link.behind_target = link.behind_target, None
+            if self._raw_version < target:
+                await self._resync("version check")
         if now >= link.next_version_check:
             link.next_version_check = now + self._tuning.version_check_interval
             try:
@@ -321,8 +331,11 @@ class AsyncSubscriber(Generic[ModelT]):
             except REDIS_ERRORS as exc:
                 log.debug("version check failed: %s", describe_error(exc))
                 return
-            if server != self._raw_version:
-                await self._resync("version check")
+            if server > self._raw_version:
+                link.behind_target = server
+                link.behind_check = now + VERSION_RECHECK_SECONDS
+            elif server < self._raw_version:
+                await self._resync("version check")  # reset or flushed on the server
 
     def _link_failed(self, reason: str) -> None:
         self._link.last_failure = reason
