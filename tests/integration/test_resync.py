@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,3 +171,27 @@ async def test_server_version_check_catches_up_without_any_message(
         await silent.aclose()
         await sub.wait_for_version(2, timeout=10)
         assert sub.get("a") == 2
+
+
+async def test_slow_subscriber_dropped_at_the_output_buffer_limit_converges(
+    server: RedisServer, namespace: str
+) -> None:
+    """Redis silently drops a subscriber that reads too slowly; it must resync, not go stale."""
+    server.client().config_set("client-output-buffer-limit", "pubsub 32kb 16kb 1")
+    config = make_config(url=server.url)
+    async with AsyncPublisher(config, namespace=namespace) as pub, \
+            AsyncSubscriber(config, namespace=namespace) as sub:
+        gate = asyncio.Event()
+
+        @sub.on_change
+        async def slow(change: SettingsChange) -> None:
+            await gate.wait()  # the app is busy: nothing is read from the socket meanwhile
+
+        await pub.publish({"blob": "x" * 1000, "n": 0})
+        await await_until(lambda: sub.received_version == 1, what="first event")
+        for i in range(1, 301):
+            await pub.publish({"n": i, "blob": f"{i}" + "x" * 20_000})
+        gate.set()
+        await sub.wait_for_version(301, timeout=20)
+        assert sub.get("n") == 300
+        assert sub.stats.reconnects >= 1  # it was dropped, and came back
