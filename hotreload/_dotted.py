@@ -179,19 +179,20 @@ def update(
                 del new[k]
         for anc in _ancestors(key):
             new.pop(anc, None)
-        if isinstance(value, Mapping) and value:
+        value = _plain(value)
+        if isinstance(value, dict) and value:
             new.update(flatten(value, key + "."))
         else:
-            new[key] = {} if isinstance(value, Mapping) else _plain(value)
+            new[key] = value
     return new
 
 
 def _plain(value: Any) -> Any:
-    """Tuples to lists, so values compare and serialise as JSON does."""
-    if isinstance(value, tuple):
+    """A private deep copy, tuples as lists: the caller may mutate what it passed in later."""
+    if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Sequence
@@ -168,7 +169,19 @@ class Dispatcher:
             result = func(arg)
             if result is not None and inspect.isawaitable(result):
                 await result
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the subscriber itself is being stopped
+            # The listener's own cancelled await: its failure, not a request to stop.
+            self.errors += 1
+            log.exception("listener %s was cancelled", _name(func),
+                          extra={"action": "listener_error", "namespace": self.namespace})
         except Exception:
             self.errors += 1
-            log.exception("listener %s failed", getattr(func, "__qualname__", func),
+            log.exception("listener %s failed", _name(func),
                           extra={"action": "listener_error", "namespace": self.namespace})
+
+
+def _name(func: Callable[[Any], Any]) -> str:
+    return str(getattr(func, "__qualname__", func))

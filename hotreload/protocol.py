@@ -136,6 +136,7 @@ class Envelope:
     namespace: str
     version: int
     kind: Kind
+    epoch: str = ""
     changes: tuple[Change, ...] = ()
     keys: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
@@ -152,6 +153,7 @@ class Envelope:
             "protocol": self.protocol,
             "namespace": self.namespace,
             "version": self.version,
+            "epoch": self.epoch,
             "kind": self.kind,
         }
         if self.kind == "config":
@@ -211,6 +213,8 @@ def decode_envelope(
         obj = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"message is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ProtocolError("message is nested too deeply") from None
     return envelope_from_json(obj)
 
 
@@ -239,8 +243,8 @@ def decode_log(
     return out
 
 
-_COMMON: Final = frozenset({"protocol", "namespace", "version", "kind", "source", "origin", "ts",
-                            "sig"})
+_COMMON: Final = frozenset({"protocol", "namespace", "version", "epoch", "kind", "source",
+                            "origin", "ts", "sig"})
 _CONFIG_FIELDS: Final = _COMMON | {"changes", "checksum"}
 _INVALIDATE_FIELDS: Final = _COMMON | {"keys", "prefixes", "all"}
 
@@ -267,6 +271,9 @@ def envelope_from_json(obj: Any) -> Envelope:
         raise _wrong("version")
     if version < 1:
         raise ProtocolError(f"invalid version {version}")
+    epoch = get("epoch")
+    if type(epoch) is not str or not epoch:
+        raise _wrong("epoch")
     source = get("source")
     if type(source) is not str:
         raise _wrong("source")
@@ -286,7 +293,7 @@ def envelope_from_json(obj: Any) -> Envelope:
         if type(cs) is not str:
             raise _wrong("checksum")
         extra = _extra(obj, _CONFIG_FIELDS)
-        return Envelope(namespace, version, "config", changes=changes, checksum=cs,
+        return Envelope(namespace, version, "config", epoch, changes=changes, checksum=cs,
                         source=source, origin=origin, ts=float(ts), extra=extra)
     if kind == "invalidate":
         keys = _str_list(obj, "keys")
@@ -295,7 +302,7 @@ def envelope_from_json(obj: Any) -> Envelope:
         if type(everything) is not bool:
             raise ProtocolError("field 'all' must be a boolean")
         extra = _extra(obj, _INVALIDATE_FIELDS)
-        return Envelope(namespace, version, "invalidate", keys=keys, prefixes=prefixes,
+        return Envelope(namespace, version, "invalidate", epoch, keys=keys, prefixes=prefixes,
                         all=everything, source=source, origin=origin, ts=float(ts), extra=extra)
     raise ProtocolError(f"unknown event kind {kind!r}")
 
@@ -322,7 +329,10 @@ def _change_from_json(obj: Any) -> Change:
     if op == "set":
         if "new" not in obj:
             raise ProtocolError(f"set of {key!r} without 'new'")
-        return Change("set", key, old, obj["new"])
+        new = obj["new"]
+        if type(new) is dict and new:
+            raise ProtocolError(f"set of {key!r}: 'new' must be a leaf, not a non-empty object")
+        return Change("set", key, old, new)
     if op == "delete":
         return Change("delete", key, old)
     raise ProtocolError(f"unknown change op {op!r}")
@@ -340,14 +350,16 @@ class Snapshot:
     checksum: str
     settings: dict[str, Any]
     updated_at: float = 0.0
+    epoch: str = ""
 
     @property
     def flat(self) -> dict[str, Any]:
         return flatten(self.settings)
 
 
-def snapshot_signature(key: bytes, namespace: str, version: int, checksum_: str) -> str:
-    return sign(key, f"{namespace}\n{version}\n{checksum_}".encode())
+def snapshot_signature(key: bytes, namespace: str, epoch: str, version: int,
+                       checksum_: str) -> str:
+    return sign(key, f"{namespace}\n{epoch}\n{version}\n{checksum_}".encode())
 
 
 EMPTY_SETTINGS_JSON: Final = b"{}"
@@ -384,20 +396,24 @@ def decode_snapshot(
     if protocol is not None and protocol != str(PROTOCOL_VERSION).encode():
         raise ProtocolError(f"snapshot of {namespace!r} uses unsupported protocol {protocol!r}")
     settings_json = get("settings") or EMPTY_SETTINGS_JSON
-    cs = (get("checksum") or b"").decode()
+    cs = (get("checksum") or b"").decode("ascii", "replace")
     if cs != checksum(settings_json):
         raise ProtocolError(f"snapshot of {namespace!r} fails its checksum")
+    epoch = (get("epoch") or b"").decode("utf-8", "replace")
+    if not epoch:
+        raise ProtocolError(f"snapshot of {namespace!r} has no epoch")
     if hmac_key is not None:
-        sig = (get("sig") or b"").decode()
-        if not hmac.compare_digest(sig, snapshot_signature(hmac_key, namespace, version, cs)):
+        sig = (get("sig") or b"").decode("ascii", "replace")
+        want = snapshot_signature(hmac_key, namespace, epoch, version, cs)
+        if not hmac.compare_digest(sig, want):
             raise SignatureError(f"snapshot of {namespace!r} has a missing or wrong signature")
     try:
         settings = loads(settings_json)
-    except ValueError as exc:
-        raise ProtocolError(f"snapshot of {namespace!r} is not valid JSON: {exc}") from exc
+        updated = float(get("updated_at") or 0)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"snapshot of {namespace!r} is not valid: {exc}") from None
     if not isinstance(settings, dict):
         raise ProtocolError(f"snapshot of {namespace!r} is not a JSON object")
-    updated = get("updated_at")
-    return Snapshot(namespace, version, cs, settings, float(updated) if updated else 0.0)
+    return Snapshot(namespace, version, cs, settings, updated, epoch)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import random
+import secrets
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,13 +36,23 @@ MAX_ATTEMPTS = 50
 
 # KEYS: snapshot hash, log stream.
 # ARGV: expected version, new version, settings json ('' = unchanged), checksum,
-#       envelope, channel, log maxlen, updated_at, sig ('' = none), protocol.
-# Returns {1, version, receivers} on success, {0, current version} on a lost race.
+#       envelope, channel, log maxlen, updated_at, sig ('' = none), protocol, epoch.
+# Returns {1, version, receivers} on success, {0, current version} on a lost race (another
+# version, or the same version number in another epoch: the namespace was lost and rebuilt).
 _PUBLISH_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'version')
 if not cur then cur = '0' end
 if cur ~= ARGV[1] then return {0, tonumber(cur)} end
-if cur == '0' then redis.call('DEL', KEYS[2]) end
+if cur == '0' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[11])
+elseif redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[11] then
+  return {0, tonumber(cur)}
+end
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+if top and tonumber(string.match(top[1], '^(%d+)')) >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])  -- a log ahead of the snapshot (restored backup): start it anew
+end
 redis.call('HSET', KEYS[1], 'protocol', ARGV[10], 'version', ARGV[2], 'updated_at', ARGV[8])
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'settings', ARGV[3], 'checksum', ARGV[4])
@@ -76,6 +87,7 @@ class PublishResult:
 @dataclass(slots=True)
 class _State:
     version: int
+    epoch: str
     checksum: str
     flat: dict[str, Any]
     nested: dict[str, Any]
@@ -132,6 +144,12 @@ class AsyncPublisher:
             fields = await self.redis.hgetall(self.keys(ns).snapshot)
         return p.decode_snapshot(ns, fields, hmac_key=self._hmac)
 
+    async def _current(self, ns: str) -> tuple[int, str]:
+        async with wrap_errors(f"reading the version of {ns!r}"):
+            version, epoch = await self.redis.hmget(self.keys(ns).snapshot, ["version", "epoch"])
+        text = epoch.decode() if isinstance(epoch, bytes) else (epoch or "")
+        return int(version or 0), text
+
     async def version(self, namespace: str | None = None) -> int:
         ns = namespace or self.namespace
         async with wrap_errors(f"reading the version of {ns!r}"):
@@ -181,8 +199,8 @@ class AsyncPublisher:
         source: str | None = None,
     ) -> PublishResult:
         """Make the namespace's settings exactly ``document``: one event with the diff."""
-        target = p.flatten(document)
         p.check_json_value(document, "document")
+        target = p.flatten(p.loads(p.canonical_json(document)))  # a private deep copy
         return await self._commit(namespace or self.namespace, source, lambda _flat: target)
 
     async def invalidate(
@@ -226,7 +244,8 @@ class AsyncPublisher:
 
     async def _load_state(self, ns: str) -> _State:
         snap = await self.snapshot(ns)
-        state = _State(snap.version, snap.checksum, snap.flat, snap.settings)
+        epoch = snap.epoch if snap.version else secrets.token_hex(8)  # a new history
+        state = _State(snap.version, epoch, snap.checksum, snap.flat, snap.settings)
         self._states[ns] = state
         return state
 
@@ -276,7 +295,7 @@ class AsyncPublisher:
             new_flat = compute(state.flat)
             changes = p.diff(state.flat, new_flat)
             if not changes:
-                if fresh or await self.version(ns) == state.version:
+                if fresh or await self._current(ns) == (state.version, state.epoch):
                     return PublishResult(ns, None)
                 return None
             patched = patch_tree(state.nested, {}, changes)  # copies only the changed paths
@@ -284,12 +303,13 @@ class AsyncPublisher:
             encoded = p.encode_settings(new_nested)
             settings_json = encoded.decode()
             cs = p.checksum(encoded)
-            env = p.Envelope(ns, version, "config", changes=changes, checksum=cs,
+            env = p.Envelope(ns, version, "config", state.epoch, changes=changes, checksum=cs,
                              source=source or self.source, origin=self.origin, ts=now)
         else:
             ikeys, iprefixes, everything = invalidation
             changes = ()
-            env = p.Envelope(ns, version, "invalidate", keys=ikeys, prefixes=iprefixes,
+            env = p.Envelope(ns, version, "invalidate", state.epoch, keys=ikeys,
+                             prefixes=iprefixes,
                              all=everything, source=source or self.source, origin=self.origin,
                              ts=now)
         data = p.encode_envelope(env, self._hmac)
@@ -298,18 +318,20 @@ class AsyncPublisher:
                 f"event of {len(data)} bytes exceeds security.max_message_bytes "
                 f"({self.config.security.max_message_bytes}); publish fewer keys at once"
             )
-        sig = p.snapshot_signature(self._hmac, ns, version, cs) if self._hmac else ""
+        sig = (p.snapshot_signature(self._hmac, ns, state.epoch, version, cs)
+               if self._hmac else "")
         async with wrap_errors(f"publishing to {ns!r}"):
             reply = await self._script(
                 keys=[keys.snapshot, keys.log],
                 args=[str(state.version), str(version), settings_json, cs, data, keys.channel,
-                      str(self.config.log_maxlen), repr(now), sig, str(p.PROTOCOL_VERSION)],
+                      str(self.config.log_maxlen), repr(now), sig, str(p.PROTOCOL_VERSION),
+                      state.epoch],
             )
         if int(reply[0]) != 1:
             log.debug("lost publish race on %s at version %s", ns, state.version,
                       extra={"action": "publish_conflict", "namespace": ns})
             return None
-        self._states[ns] = _State(version, cs, new_flat, new_nested)
+        self._states[ns] = _State(version, state.epoch, cs, new_flat, new_nested)
         receivers = int(reply[2])
         if log.isEnabledFor(logging.INFO):
             log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,

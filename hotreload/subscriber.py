@@ -30,7 +30,7 @@ from ._gc import collect_startup_garbage
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import REDIS_ERRORS, describe_error, make_client
-from .errors import ProtocolError, SettingsRejected, StartTimeout
+from .errors import HotReloadError, ProtocolError, SettingsRejected, StartTimeout
 from .events import CacheHook, Dispatcher, Invalidation, Resync, SettingsChange
 
 log = logging.getLogger("hotreload.subscriber")
@@ -110,11 +110,14 @@ class AsyncSubscriber(Generic[ModelT]):
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._closed = False
         self._progress = asyncio.Event()
         self._waiting = 0
         self._closing = False
         self._raw_version = -1
         self._raw_flat: dict[str, Any] = {}
+        self._epoch: str | None = None  # which history of the namespace we follow
+        self._raw_checksum: str | None = None
         self._current = _Current(0, {}, {}, self._empty_settings(), {})
         self.get = self._current.index.get
         self._events = Dispatcher(self.namespace)
@@ -198,6 +201,8 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def start(self, timeout: float | None = 10.0) -> None:
         """Subscribe and return once the first snapshot is loaded."""
+        if self._closed:
+            raise HotReloadError("this subscriber was closed; create a new one")
         if self._task is None:
             self._closing = False
             self._pubsub = self.redis.pubsub()
@@ -234,7 +239,7 @@ class AsyncSubscriber(Generic[ModelT]):
             event.set()
 
     async def aclose(self) -> None:
-        self._closing = True
+        self._closing = self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -250,6 +255,7 @@ class AsyncSubscriber(Generic[ModelT]):
             self._pubsub = None
         if self._own_client:
             await self.redis.aclose()
+        self._ready.clear()
         self._set_connected(False, "closed")
 
     # ------------------------------------------------------------------ the reader loop
@@ -273,7 +279,15 @@ class AsyncSubscriber(Generic[ModelT]):
                 await self._tick(pubsub, loop.time())
                 backoff = 0.05
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if self._closing or task is None or task.cancelling():
+                    raise
+                # A stray CancelledError (e.g. from a library call): not a request to stop.
+                log.error("subscriber of %s: an operation was cancelled; resyncing",
+                          self.namespace, extra={"action": "error", "namespace": self.namespace})
+                self._link_failed("cancelled operation")
+                await _drop(pubsub)
+                await asyncio.sleep(backoff)
             except Exception as exc:
                 if isinstance(exc, REDIS_ERRORS):
                     self._link_failed(describe_error(exc))
@@ -327,15 +341,19 @@ class AsyncSubscriber(Generic[ModelT]):
         if now >= link.next_version_check:
             link.next_version_check = now + self._tuning.version_check_interval
             try:
-                server = int(await self.redis.hget(self.keys.snapshot, "version") or 0)
+                server, epoch, cs = await self._server_state()
             except REDIS_ERRORS as exc:
                 log.debug("version check failed: %s", describe_error(exc))
                 return
-            if server > self._raw_version:
+            raw = self._raw_version
+            if server == raw == 0:
+                return  # the namespace is (still) absent on the server
+            if epoch != self._epoch or server < raw or (server == raw and cs != self._raw_checksum):
+                # another history, a server behind us, or the same version with other content
+                await self._resync("version check", force=True)
+            elif server > raw:
                 link.behind_target = server
                 link.behind_check = now + VERSION_RECHECK_SECONDS
-            elif server < self._raw_version:
-                await self._resync("version check")  # reset or flushed on the server
 
     def _link_failed(self, reason: str) -> None:
         self._link.last_failure = reason
@@ -369,7 +387,20 @@ class AsyncSubscriber(Generic[ModelT]):
             log.warning("subscriber of %s: ignored a message: %s", self.namespace, exc,
                         extra={"action": "rejected_message", "namespace": self.namespace})
             return
+        if env.epoch != self._epoch:
+            if self._epoch is None and self._raw_version == 0 and env.version == 1:
+                self._epoch = env.epoch  # the first event of a namespace that did not exist
+            else:
+                # The namespace was lost and rebuilt on the server (flush, restart, eviction):
+                # its versions start over, so they cannot be compared with ours.
+                await self._resync(f"new history on the server (epoch {env.epoch})",
+                                   force=True)
+                return
         if env.version <= self._raw_version:
+            if (env.version == self._raw_version and env.kind == "config"
+                    and env.checksum != self._raw_checksum):
+                # Same version, other content: what we applied was not the server's event.
+                await self._resync("content differs from the server's", force=True)
             return  # already applied (duplicate, or covered by a snapshot)
         if env.version == self._raw_version + 1:
             await self._apply(env)
@@ -387,6 +418,7 @@ class AsyncSubscriber(Generic[ModelT]):
             await self._events.invalidation(inv)
         else:
             self.stats.events += 1
+            self._raw_checksum = env.checksum
             tree: _Tree | None = None
             if self.last_error is None:  # the usual case: patch only what changed
                 cur = self._current
@@ -416,6 +448,8 @@ class AsyncSubscriber(Generic[ModelT]):
             return
         self.last_error = None
         self._swap(new)
+        if self._raw_version >= 0:
+            self._ready.set()
         if not notify or not self._events.wants_changes:
             return  # the initial load is not a change; and nobody would hear of it
         if changes is None or recovering:
@@ -454,17 +488,35 @@ class AsyncSubscriber(Generic[ModelT]):
 
     # ------------------------------------------------------------------ resync
 
-    async def _resync(self, reason: str) -> None:
+    async def _server_state(self) -> tuple[int, str | None, str | None]:
+        """The server's version, epoch and checksum (version -1 if unreadable)."""
+        version, epoch, cs = await self.redis.hmget(self.keys.snapshot,
+                                                    ["version", "epoch", "checksum"])
+        try:
+            number = int(version or 0)
+        except ValueError:
+            number = -1  # corrupt: the reload will say why
+        return number, _text(epoch), _text(cs)
+
+    async def _resync(self, reason: str, *, force: bool = False) -> None:
         """Catch up with the server: replay from the log, else reload the snapshot."""
         self.stats.resyncs += 1
         self._events.set_trusted(False)
         start = self._raw_version
-        server = int(await self.redis.hget(self.keys.snapshot, "version") or 0)
+        server, epoch, _cs = await self._server_state()
+        # A namespace that did not exist (version 0) continues in whatever history began since.
+        same_history = start >= 0 and (epoch == self._epoch or (self._epoch is None
+                                                                and start == 0))
         replayed = False
-        if start >= 0 and server > start:
-            replayed = await self._replay(start, server)
-        if start < 0 or (server != self._raw_version and not replayed):
+        if not force and same_history and server > start and epoch is not None:
+            replayed = await self._replay(start, server, epoch)
+        if force or not same_history or (server != self._raw_version and not replayed):
             await self._reload(reason)
+        elif self._epoch is None and start == 0 and server == 0 and reason == "subscribed":
+            # Reconnected to a namespace that still does not exist: whatever happened while we
+            # were away (a short-lived history, then another flush) left no trace to replay.
+            await self._events.invalidation(Invalidation(
+                self.namespace, 0, all=True, source="resync", reason="resync"))
         if self._raw_version >= 0 and self._current.settings is not None:
             self._ready.set()  # else: no valid settings at all yet; stay not ready
         if self._link.connected:
@@ -481,7 +533,7 @@ class AsyncSubscriber(Generic[ModelT]):
             event = Resync(self.namespace, reason, start, self._raw_version, replayed)
             await self._events.resync(event)
 
-    async def _replay(self, have: int, upto: int) -> bool:
+    async def _replay(self, have: int, upto: int, epoch: str) -> bool:
         entries = await self.redis.xrange(self.keys.log, min=f"{have + 1}", max=f"{upto}")
         try:
             envs = p.decode_log(self.namespace, entries or [], hmac_key=self._hmac,
@@ -489,9 +541,11 @@ class AsyncSubscriber(Generic[ModelT]):
         except ProtocolError as exc:
             log.warning("subscriber of %s: bad log entry: %s", self.namespace, exc)
             return False
-        if [e.version for e in envs] != list(range(have + 1, upto + 1)):
-            return False  # trimmed (or reset): fall back to the snapshot
+        if [e.version for e in envs] != list(range(have + 1, upto + 1)) or any(
+                e.epoch != epoch for e in envs):
+            return False  # trimmed (or another history): fall back to the snapshot
         self.stats.replays += 1
+        self._epoch = epoch
         for env in envs:
             await self._apply(env, replay=True)
         return True
@@ -513,14 +567,19 @@ class AsyncSubscriber(Generic[ModelT]):
             # Redis lost the namespace (restart without persistence, flush): keep serving the
             # last known settings until a publisher writes the namespace again.
             self._raw_version, self._raw_flat = 0, {}
+            self._epoch = self._raw_checksum = None
             self.last_error = ("the namespace has no snapshot on the server (Redis restarted "
                                "or flushed?); keeping the last known settings")
             log.warning("subscriber of %s: %s", self.namespace, self.last_error,
                         extra={"action": "reset", "namespace": self.namespace})
+            await self._events.invalidation(Invalidation(
+                self.namespace, 0, all=True, source="resync", reason="resync"))
             self._advanced()
             return
         self._raw_version = snap.version
         self._raw_flat = flat
+        self._epoch = snap.epoch or None
+        self._raw_checksum = snap.checksum
         if not first:
             # Events were missed and could not be replayed: caches must forget everything.
             await self._events.invalidation(Invalidation(
@@ -531,6 +590,12 @@ class AsyncSubscriber(Generic[ModelT]):
         if self.last_error is None and self._current.version != snap.version:
             self._current = dataclasses.replace(self._current, version=snap.version)
         self._advanced()
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if not value:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 async def _drop(pubsub: PubSub) -> None:
@@ -620,6 +685,9 @@ class Subscriber(Generic[ModelT]):
         self.close()
 
     def start(self, timeout: float | None = 10.0) -> None:
+        if not self._thread.running:
+            raise HotReloadError("this Subscriber was closed (or failed to start); "
+                                 "create a new one")
         try:
             self._thread.run(self._core.start(timeout))
         except BaseException:
@@ -631,11 +699,26 @@ class Subscriber(Generic[ModelT]):
         self._thread.run(self._core.wait_for_version(version, timeout, applied=applied))
 
     def close(self) -> None:
-        if self._thread.running:
-            try:
-                self._thread.run(self._core.aclose(), timeout=10)
-            finally:
-                self._thread.stop()
+        """Stop following and release the connections (idempotent).
+
+        From a listener (on the subscriber's own thread) the close is scheduled and happens
+        right after the listener returns.
+        """
+        if not self._thread.running:
+            return
+        if self._thread.in_loop_thread():
+            self._thread.loop.create_task(self._close_from_inside())
+            return
+        try:
+            self._thread.run(self._core.aclose(), timeout=10)
+        finally:
+            self._thread.stop()
+
+    async def _close_from_inside(self) -> None:
+        try:
+            await self._core.aclose()
+        finally:
+            self._thread.loop.stop()
 
     def on_change(self, func: F | None = None, /, *, keys: Sequence[str] = (),
                   prefixes: Sequence[str] = ()) -> Any:

@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def env(**kw: Any) -> p.Envelope:
-    base: dict[str, Any] = {"namespace": "app", "version": 3, "kind": "config",
+    base: dict[str, Any] = {"namespace": "app", "version": 3, "kind": "config", "epoch": "e1",
                             "changes": (p.Change("set", "db.pool_size", 10, 20),),
                             "checksum": "sha256:" + "0" * 64, "source": "cli",
                             "origin": "host:1", "ts": 1.5}
@@ -102,12 +102,13 @@ def test_key_matches_keys_subtrees_and_prefixes() -> None:
 
 
 def test_envelope_round_trip() -> None:
-    e = env(changes=(p.Change("set", "a", p.MISSING, {"x": [1]}), p.Change("delete", "b", 2)))
+    e = env(changes=(p.Change("set", "a", p.MISSING, [{"x": [1]}]), p.Change("delete", "b", 2)))
     assert p.decode_envelope(p.encode_envelope(e)) == e
 
 
 def test_invalidate_envelope_round_trip() -> None:
-    e = p.Envelope("app", 9, "invalidate", keys=("user:1",), prefixes=("user:",), all=False,
+    e = p.Envelope("app", 9, "invalidate", "e1", keys=("user:1",), prefixes=("user:",),
+                   all=False,
                    source="cli", origin="h:1", ts=2.0)
     assert p.decode_envelope(p.encode_envelope(e)) == e
 
@@ -129,23 +130,41 @@ def test_old_value_absent_differs_from_old_null() -> None:
          "invalid version"),
         (b'{"protocol": 1, "namespace": "app", "version": true, "kind": "config"}',
          "'version'"),
-        (b'{"protocol":1,"namespace":"app","version":1,"kind":"x","source":"","origin":"",'
+        (b'{"protocol":1,"namespace":"app","version":1,"epoch":"e1","kind":"x","source":"","origin":"",'
          b'"ts":0}', "unknown event kind"),
-        (b'{"protocol":1,"namespace":"app","version":1,"kind":"config","source":"",'
+        (b'{"protocol":1,"namespace":"app","version":1,"epoch":"e1","kind":"config","source":"",'
          b'"origin":"","ts":0,"changes":[{"op":"set","key":"a"}],"checksum":""}',
          "without 'new'"),
-        (b'{"protocol":1,"namespace":"app","version":1,"kind":"config","source":"",'
+        (b'{"protocol":1,"namespace":"app","version":1,"epoch":"e1","kind":"config","source":"",'
          b'"origin":"","ts":0,"changes":[{"op":"set","key":"a..b","new":1}],"checksum":""}',
          "invalid settings key"),
-        (b'{"protocol":1,"namespace":"app","version":1,"kind":"invalidate","source":"",'
+        (b'{"protocol":1,"namespace":"app","version":1,"epoch":"e1","kind":"invalidate","source":"",'
          b'"origin":"","ts":0,"keys":[1]}', "list of strings"),
-        (b'{"protocol":1,"namespace":"app","version":1,"kind":"config","source":"",'
+        (b'{"protocol":1,"namespace":"app","version":1,"epoch":"e1","kind":"config","source":"",'
          b'"origin":"","ts":NaN,"changes":[],"checksum":""}', "not valid JSON"),
     ],
 )
 def test_malformed_envelopes_are_rejected_with_a_reason(payload: bytes, reason: str) -> None:
     with pytest.raises(ProtocolError, match=re.escape(reason)):
         p.decode_envelope(payload)
+
+
+def test_missing_epoch_and_deep_nesting_are_rejected() -> None:
+    obj = env().to_json()
+    del obj["epoch"]
+    with pytest.raises(ProtocolError, match="'epoch'"):
+        p.envelope_from_json(obj)
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        p.decode_envelope(b"[" * 100_000)
+
+
+def test_a_change_must_set_a_leaf() -> None:
+    obj = env().to_json()
+    obj["changes"] = [{"op": "set", "key": "x", "new": {"b": 1}}]
+    with pytest.raises(ProtocolError, match="must be a leaf"):
+        p.envelope_from_json(obj)
+    obj["changes"] = [{"op": "set", "key": "x", "new": {}}]
+    assert p.envelope_from_json(obj).changes[0].new == {}
 
 
 def test_oversized_message_is_rejected_before_parsing() -> None:
@@ -179,9 +198,9 @@ def snapshot_fields(settings: dict[str, Any], version: int = 4,
     data = p.encode_settings(settings)
     cs = p.checksum(data)
     fields = {b"protocol": b"1", b"version": str(version).encode(), b"settings": data,
-              b"checksum": cs.encode(), b"updated_at": b"12.5"}
+              b"checksum": cs.encode(), b"updated_at": b"12.5", b"epoch": b"e1"}
     if key:
-        fields[b"sig"] = p.snapshot_signature(key, "app", version, cs).encode()
+        fields[b"sig"] = p.snapshot_signature(key, "app", "e1", version, cs).encode()
     return fields
 
 

@@ -137,13 +137,34 @@ async def test_settings_mapping_is_read_only(server: fakeredis.FakeServer,
     assert sub.get("a.b")[1]["c"] == 2 and sub.get("a")["b"][0] == 1
 
 
-async def test_a_forged_event_is_healed_by_the_version_check(server: fakeredis.FakeServer,
-                                                             pub: AsyncPublisher) -> None:
+async def test_a_forged_event_is_healed_when_the_real_one_arrives(
+    server: fakeredis.FakeServer, pub: AsyncPublisher
+) -> None:
     await pub.publish({"n": 1})
     sub = await paused_subscriber(server)
-    forged = p.Envelope("ns", 2, "config", changes=(p.Change("set", "n", 1, 666),),
-                        source="x", origin="evil")
+    forged = p.Envelope("ns", 2, "config", sub._epoch or "", changes=(
+        p.Change("set", "n", 1, 666),), checksum="sha256:forged", source="x", origin="evil")
     await sub._on_message(p.encode_envelope(forged))
     assert sub.get("n") == 666  # unsigned channels cannot tell...
-    await sub._resync("version check")  # ...but the server's version (1) disagrees
-    assert sub.get("n") == 1 and sub.received_version == 1
+    await pub.publish({"n": 2})
+    await sub._on_message(await last_message(pub))  # ...but the real v2 has another checksum
+    assert sub.get("n") == 2 and sub.received_version == 2
+
+
+async def test_a_new_history_is_reloaded_not_replayed(server: fakeredis.FakeServer,
+                                                      pub: AsyncPublisher) -> None:
+    await pub.publish({"a": 1, "old": True})
+    await pub.publish({"a": 2})
+    sub = await paused_subscriber(server)
+    await pub.redis.delete(pub.keys().snapshot, pub.keys().log)  # Redis lost the namespace
+    other = AsyncPublisher(CONFIG, namespace="ns", client=fakeredis.FakeAsyncRedis(server=server))
+    await other.replace({"a": 100, "b": 1})
+    for i in range(2, 5):
+        await other.publish({"b": i})
+    await sub._on_message(await last_message(other))  # v4 of the new epoch
+    assert sub.as_dict() == {"a": 100, "b": 4}
+    # and the first publisher's stale cache cannot overwrite the new history
+    result = await pub.publish({"y": 1})
+    assert result.version == 5
+    assert (await pub.snapshot()).settings == {"a": 100, "b": 4, "y": 1}
+    await other.aclose()
