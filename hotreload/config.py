@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import yaml
 from pydantic import (
@@ -82,6 +82,13 @@ class RedisSettings(_Section):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be host:port, e.g. localhost:6379")
         return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> RedisSettings:
+        if self.tls and self.url is not None and self.url.get_secret_value().startswith(
+                "redis://"):
+            raise ValueError("tls is true but url starts with redis:// (use rediss://)")
+        return self
 
     def effective_url(self) -> str:
         """The URL to connect to (password included: never log it; see `display_url`)."""
@@ -314,20 +321,24 @@ class HotReloadConfig(BaseSettings):
         return build_config({"redis": {"url": url}, **kwargs})
 
 
+_KV_PASSWORD = re.compile(r"""((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)""", re.I)
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.I)
+
+
 def redact_url(url: str) -> str:
-    """Replace the password of a URL or DSN with ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        if "password=" in url:  # key=value DSN
-            return " ".join(
-                "password=***" if p.startswith("password=") else p for p in url.split()
-            )
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """Replace every password in a URL or key=value DSN with ``***``.
+
+    Works on the raw text (no URL parsing), so a password with ``@ / # ?`` in it is still
+    hidden: everything between ``scheme://user:`` and the last ``@`` goes.
+    """
+    if "://" not in url:
+        return _KV_PASSWORD.sub(r"\1***", url)
+    scheme, rest = url.split("://", 1)
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        rest = f"{user}:***@{rest[at + 1:]}" if colon else rest
+    return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def _format_errors(exc: ValidationError, origin: str) -> str:

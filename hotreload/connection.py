@@ -68,8 +68,11 @@ def make_client(config: HotReloadConfig | RedisSettings, *, retries: int = 3) ->
     s = config.redis if isinstance(config, HotReloadConfig) else config
     try:
         return aioredis.Redis.from_url(s.effective_url(), **client_kwargs(s, retries=retries))
-    except ValueError as exc:
-        raise BackendError(f"invalid Redis address {s.display_url()}: {exc}") from None
+    except ValueError:
+        # redis-py's message may quote part of the URL, password included: do not repeat it.
+        raise BackendError(
+            f"invalid Redis URL {s.display_url()}: cannot be parsed (percent-encode special "
+            "characters such as @ : / # ? in the password)") from None
 
 
 def describe_error(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from . import protocol as p
-from ._frozen import FrozenSettings, index_tree, patch_tree, to_plain
+from ._frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
 from ._gc import collect_startup_garbage
 from ._sync import LoopThread
 from .config import HotReloadConfig
@@ -454,6 +454,7 @@ class AsyncSubscriber(Generic[ModelT]):
             return  # the initial load is not a change; and nobody would hear of it
         if changes is None or recovering:
             changes = p.diff(old.flat, new.flat)
+        changes = _read_only(changes)  # listeners must not reach into the live settings
         if changes:
             await self._events.change(SettingsChange(self.namespace, version, changes,
                                                      old.settings, new.settings, source,
@@ -590,6 +591,14 @@ class AsyncSubscriber(Generic[ModelT]):
         if self.last_error is None and self._current.version != snap.version:
             self._current = dataclasses.replace(self._current, version=snap.version)
         self._advanced()
+
+
+def _read_only(changes: tuple[p.Change, ...]) -> tuple[p.Change, ...]:
+    """The changes with lists and objects as tuples and `FrozenSettings` (they are shared with
+    the live settings tree)."""
+    if all(type(c.new) not in (list, dict) and type(c.old) not in (list, dict) for c in changes):
+        return changes
+    return tuple(p.Change(c.op, c.key, wrap(c.old), wrap(c.new)) for c in changes)
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,8 +84,12 @@ def describe_envelope(env: p.Envelope) -> str:
     return f"{head}  " + ", ".join(parts)
 
 
+def _json_line(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
+
+
 def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, sort_keys=True))
+    click.echo(_json_line(obj))
 
 
 @click.command()
@@ -222,6 +228,18 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
     done = asyncio.Event()
     seen = 0
 
+    def out(line: str) -> None:
+        """Print, or stop quietly when the reader went away (``hotreload tail | head``)."""
+        if done.is_set():
+            return
+        try:
+            click.echo(line)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python exits
+            done.set()
+
     def count() -> None:
         nonlocal seen
         seen += 1
@@ -231,46 +249,49 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
     @sub.on_change
     def _change(ch: SettingsChange) -> None:
         if as_json:
-            _echo_json({"type": "change", "namespace": ch.namespace, "version": ch.version,
-                        "resync": ch.resync, "source": ch.source, "origin": ch.origin,
-                        "changes": [c.to_json() for c in ch.changes]})
+            out(_json_line({
+                "type": "change", "namespace": ch.namespace, "version": ch.version,
+                "resync": ch.resync, "source": ch.source, "origin": ch.origin,
+                "changes": [c.to_json() for c in ch.changes]}))
         else:
             env = p.Envelope(ch.namespace, ch.version, "config", changes=ch.changes,
                              source=ch.source, origin=ch.origin, ts=ch.ts)
-            click.echo(describe_envelope(env) + ("  (resync)" if ch.resync else ""))
+            out(describe_envelope(env) + ("  (resync)" if ch.resync else ""))
         count()
 
     @sub.on_invalidate
     def _invalidate(inv: Invalidation) -> None:
         if as_json:
-            _echo_json({"type": "invalidate", "namespace": inv.namespace, "version": inv.version,
-                        "keys": list(inv.keys), "prefixes": list(inv.prefixes), "all": inv.all,
-                        "reason": inv.reason, "origin": inv.origin})
+            out(_json_line({
+                "type": "invalidate", "namespace": inv.namespace, "version": inv.version,
+                "keys": list(inv.keys), "prefixes": list(inv.prefixes), "all": inv.all,
+                "reason": inv.reason, "origin": inv.origin}))
         else:
             env = p.Envelope(inv.namespace, inv.version, "invalidate", keys=inv.keys,
                              prefixes=inv.prefixes, all=inv.all, source=inv.source,
                              origin=inv.origin)
-            click.echo(describe_envelope(env).replace(f" {_ts(0)}", ""))
+            out(describe_envelope(env).replace(f" {_ts(0)}", ""))
         count()
 
     @sub.on_resync
     def _resync(ev: Resync) -> None:
         how = "replayed from the log" if ev.replayed else "reloaded the snapshot"
         if as_json:
-            _echo_json({"type": "resync", "namespace": ev.namespace, "version": ev.to_version,
-                        "from_version": ev.from_version, "reason": ev.reason,
-                        "replayed": ev.replayed})
+            out(_json_line({
+                "type": "resync", "namespace": ev.namespace, "version": ev.to_version,
+                "from_version": ev.from_version, "reason": ev.reason, "replayed": ev.replayed}))
         else:
-            click.echo(f"# resync v{ev.from_version} -> v{ev.to_version} ({ev.reason}; {how})")
+            out(f"# resync v{ev.from_version} -> v{ev.to_version} ({ev.reason}; {how})")
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     async with sub:
         if as_json:
-            _echo_json({"type": "ready", "namespace": sub.namespace, "version": sub.version})
+            out(_json_line({"type": "ready", "namespace": sub.namespace,
+                            "version": sub.version}))
         else:
-            click.echo(f"# following {sub.namespace} from v{sub.version} (Ctrl-C to stop)")
+            out(f"# following {sub.namespace} from v{sub.version} (Ctrl-C to stop)")
         await done.wait()
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from hotreload import AsyncPublisher, AsyncSubscriber, FrozenSettings, Invalidation
 from hotreload import protocol as p
 from hotreload.config import HotReloadConfig
+from tests.conftest import await_until
 
 CONFIG = HotReloadConfig.from_url("redis://fake/0")
 
@@ -168,3 +169,34 @@ async def test_a_new_history_is_reloaded_not_replayed(server: fakeredis.FakeServ
     assert result.version == 5
     assert (await pub.snapshot()).settings == {"a": 100, "b": 4, "y": 1}
     await other.aclose()
+
+
+async def test_listeners_cannot_mutate_the_live_settings(server: fakeredis.FakeServer,
+                                                         pub: AsyncPublisher) -> None:
+    await pub.publish({"hosts": ["a"]})
+    sub = await paused_subscriber(server)
+    seen: list[Any] = []
+    sub.on_change(lambda ch: seen.append(ch.changes[0].new))
+    await pub.publish({"hosts": ["a", "b"]})
+    await sub._on_message(await last_message(pub))
+    assert seen == [("a", "b")]  # a tuple: there is nothing to append to
+    assert sub.get("hosts") == ("a", "b")
+    assert sub.as_dict() == {"hosts": ["a", "b"]}
+
+
+async def test_ready_when_the_first_valid_settings_come_by_event(
+    server: fakeredis.FakeServer, pub: AsyncPublisher
+) -> None:
+    sub: AsyncSubscriber[Any] = AsyncSubscriber(
+        CONFIG, namespace="ns", client=fakeredis.FakeAsyncRedis(server=server), model=Strict2)
+    starting = asyncio.create_task(sub.start(timeout=5))
+    await await_until(lambda: sub.stats.reloads >= 1, what="the first (invalid) snapshot")
+    assert not starting.done()  # the app started before its settings were published
+    await pub.publish({"port": 8080})
+    await starting
+    assert sub.settings == Strict2(port=8080)
+    await sub.aclose()
+
+
+class Strict2(BaseModel):
+    port: int
