@@ -235,3 +235,24 @@ def test_signed_messages_only(namespace: str) -> None:
         sub.wait_for_version(r.version or 0)
         assert sub.get("a") == 2
         assert "s3cret" not in repr(config) and "s3cret" not in str(sub.status())
+
+
+async def test_a_log_ahead_of_the_snapshot_does_not_break_publishing(
+    apub: AsyncPublisher, raw_redis: redis.Redis
+) -> None:
+    await apub.publish({"a": 1})
+    await apub.publish({"a": 2})
+    raw_redis.xadd(apub.keys().log, {"e": b"{}"}, id="3-0")  # e.g. a restored older snapshot
+    result = await apub.publish({"a": 3})
+    assert result.version == 3
+    assert [e.version for e in await apub.history()] == [3]
+    assert (await apub.snapshot()).settings == {"a": 3}
+
+
+async def test_caller_values_are_copied_not_shared(apub: AsyncPublisher) -> None:
+    hosts = ["a"]
+    doc = {"hosts": hosts}
+    assert (await apub.replace(doc)).version == 1
+    hosts.append("b")  # the caller reuses its list
+    assert (await apub.replace(doc)).version == 2
+    assert (await apub.snapshot()).settings == {"hosts": ["a", "b"]}
