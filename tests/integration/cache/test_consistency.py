@@ -9,11 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+import hotreload._l2 as l2mod
 from hotreload import AsyncPublisher, HotReloadConfig
+from hotreload._l2 import L2Store
 from hotreload.cache import TwoLevelCache
 
-from .conftest import CacheFactory, Store, await_until, wait_until
+from .conftest import REDIS_URL, CacheFactory, Store, await_until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +150,54 @@ async def test_l2_fill_is_fenced_by_another_pods_invalidation(
     assert raw_redis.get(l2_key(namespace, "k")) is None
     store.gate = None
     assert await writer.get("k", store.load) == "new"
+
+
+def gen_key(namespace: str, key: str, name: str = "c") -> str:
+    return f"hotreload:{{{namespace}}}:cachegen:{name}:{key}"
+
+
+async def test_expired_generation_cannot_be_recreated_equal(
+        make_cache: CacheFactory, raw_redis: redis.Redis, namespace: str) -> None:
+    """ABA: the generation the load read expires, and the next invalidation must not recreate
+    the same value (an INCR from nothing would give 1 again and let the old value through)."""
+    store = Store(k="old")
+    reader = await make_cache()
+    writer = await make_cache()
+    await writer.invalidate("k")  # an old invalidation: the key has a generation
+    gate = store.gate = asyncio.Event()
+    slow = asyncio.create_task(reader.get("k", store.load))
+    await await_until(store.started.is_set, what="the load to read 'old'")
+    reader.subscriber.unregister_cache(reader.hook)  # only the L2 fence may refuse the fill
+    assert raw_redis.delete(gen_key(namespace, "k")) == 1  # the generation expires meanwhile
+    store.rows["k"] = "new"
+    await writer.invalidate("k")
+    gate.set()
+    assert await slow == "old"
+    assert raw_redis.get(l2_key(namespace, "k")) is None
+    store.gate = None
+    assert await writer.get("k", store.load) == "new"
+
+
+async def test_generation_ttl_expiry_does_not_reopen_the_fence(
+        monkeypatch: pytest.MonkeyPatch, raw_redis: redis.Redis, namespace: str) -> None:
+    """The reviewer's case at the L2 level, with the generation TTL really expiring."""
+    monkeypatch.setattr(l2mod, "GENERATION_TTL_MS", 200)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        store = L2Store(client, prefix="hotreload", namespace=namespace, name="c")
+        await store.invalidate(["k"])
+        _, gens = await store.read("k")
+        await await_until(lambda: not raw_redis.exists(gen_key(namespace, "k")),
+                          what="the generation to expire")
+        await store.invalidate(["k"])
+        assert not await store.fill("k", b'"old"', gens, 60)
+        assert raw_redis.get(l2_key(namespace, "k")) is None
+        await store.put("k", b'"new"', 60)  # a write also draws a fresh generation
+        assert not await store.fill("k", b'"old"', gens, 60)
+        _, gens = await store.read("k")
+        assert await store.fill("k", b'"fresh"', gens, 60)  # an unchanged generation fills
+    finally:
+        await client.aclose()
 
 
 # ---------------------------------------------------------------------- echoes
