@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis
@@ -70,6 +72,84 @@ def test_single_flight_threads(sync_pair: Callable[..., TwoLevelCache]) -> None:
     assert store.count("k") == 1
     assert cache.get("k", store.load_sync) == "v"  # now an L1 hit, in this thread
     assert cache.stats()["hits"]["l1"] == 1
+
+
+def test_sync_loader_runs_in_the_calling_thread(sync_pair: Callable[..., TwoLevelCache]) -> None:
+    """The thread whose miss starts the load runs the loader; other threads and the async core
+    wait for its result (and the loop's default executor is never used)."""
+    gate, started = threading.Event(), threading.Event()
+    ran_in: list[int] = []
+
+    def loader(key: str) -> str:
+        ran_in.append(threading.get_ident())
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+        return "v"
+
+    cache = sync_pair()
+    owner_ident: list[int] = []
+
+    def owner() -> object:
+        owner_ident.append(threading.get_ident())
+        return cache.get("k", loader)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(owner)
+        wait_until(started.is_set, what="the load to start")
+        others = [pool.submit(cache.get, "k", loader) for _ in range(3)]
+        from_loop = cache._thread.submit(cache.core.get("k", lambda key: "not me"))
+        wait_until(lambda: cache.stats()["coalesced"] == 4, what="every reader to join")
+        gate.set()
+        assert [f.result(10) for f in [first, *others, from_loop]] == ["v"] * 5
+    assert ran_in == owner_ident
+
+
+def test_nested_sync_reads_do_not_deadlock(sync_pair: Callable[..., TwoLevelCache]) -> None:
+    """More concurrent misses than the loop's default executor has workers, each loader reading
+    another key through the cache: every loader must run at once (the barrier) and finish."""
+    n = min(32, (os.cpu_count() or 1) + 4) + 2  # asyncio's default executor size, plus 2
+    cache = sync_pair()
+    barrier = threading.Barrier(n, timeout=15)
+
+    def inner(key: str) -> dict[str, str]:
+        return {"id": key}
+
+    def outer(key: str) -> dict[str, Any]:
+        barrier.wait()  # all the outer loads run at the same time
+        return {"order": key, "user": cache.get("user:" + key, inner)}
+
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(cache.get, f"order:{i}", outer) for i in range(n)]
+        results = [f.result(30) for f in futures]
+    assert results == [{"order": f"order:{i}", "user": {"id": f"user:order:{i}"}}
+                       for i in range(n)]
+    assert cache.stats()["loads"] == 2 * n
+
+
+def test_sync_loader_error_reaches_every_waiting_thread(
+        sync_pair: Callable[..., TwoLevelCache]) -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    def boom(key: str) -> Any:
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+        raise LookupError(key)
+
+    cache = sync_pair()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(cache.get, "k", boom)]
+        wait_until(started.is_set, what="the load to start")
+        futures += [pool.submit(cache.get, "k", boom) for _ in range(2)]
+        wait_until(lambda: cache.stats()["coalesced"] == 2, what="the others to join")
+        gate.set()
+        for future in futures:
+            with pytest.raises(LookupError):
+                future.result(10)
+    assert cache.stats()["load_errors"] == 1
+    assert cache.get("k", lambda key: 7) == 7
+    assert cache.get("k", boom) == 7  # cached
 
 
 # ---------------------------------------------------------------------- no stale fill
