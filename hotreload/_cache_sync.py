@@ -111,28 +111,29 @@ def _load_here(loop: asyncio.AbstractEventLoop, loader: Callable[[str], Any], ke
                result: asyncio.Future[Any]) -> None:
     """Run ``loader(key)`` in this thread and settle ``result`` (a future of ``loop``) with it.
 
-    An interrupt (KeyboardInterrupt, SystemExit) cancels the load for its other waiters and is
-    re-raised here, in the thread it belongs to.
+    An interrupt (KeyboardInterrupt, SystemExit) is re-raised here, in the thread it belongs
+    to; the other waiters of the load get a RuntimeError (an interrupt must not stop the loop,
+    and a CancelledError would look to async waiters as if they had been cancelled).
     """
     try:
         value = loader(key)
     except Exception as exc:
         _settle(loop, result, exc)
         return
-    except BaseException:
-        _settle(loop, result, None, cancel=True)
+    except BaseException as exc:
+        error = RuntimeError(f"the loader was interrupted ({type(exc).__name__})")
+        error.__cause__ = exc
+        _settle(loop, result, error)
         raise
     _settle(loop, result, value, ok=True)
 
 
 def _settle(loop: asyncio.AbstractEventLoop, result: asyncio.Future[Any], value: Any,
-            ok: bool = False, cancel: bool = False) -> None:
+            ok: bool = False) -> None:
     def settle() -> None:
         if result.done():  # the load was cancelled meanwhile (the loop is shutting down)
             return
-        if cancel:
-            result.cancel()
-        elif ok:
+        if ok:
             result.set_result(value)
         else:
             result.set_exception(value)

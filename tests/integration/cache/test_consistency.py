@@ -152,6 +152,30 @@ def test_sync_loader_error_reaches_every_waiting_thread(
     assert cache.get("k", boom) == 7  # cached
 
 
+def test_interrupted_sync_loader(sync_pair: Callable[..., TwoLevelCache]) -> None:
+    """An interrupt stays in the loader's thread; the threads waiting on it get an error."""
+    gate, started = threading.Event(), threading.Event()
+
+    def interrupted(key: str) -> Any:
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+        raise SystemExit(3)
+
+    cache = sync_pair()
+    with ThreadPoolExecutor(2) as pool:
+        owner = pool.submit(cache.get, "k", interrupted)
+        wait_until(started.is_set, what="the load to start")
+        joiner = pool.submit(cache.get, "k", interrupted)
+        wait_until(lambda: cache.stats()["coalesced"] == 1, what="the other to join")
+        gate.set()
+        with pytest.raises(SystemExit):
+            owner.result(10)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            joiner.result(10)
+    assert cache.get("k", lambda key: 7) == 7  # the loop and the cache carry on
+
+
 # ---------------------------------------------------------------------- no stale fill
 
 
