@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import queue
+from collections.abc import Callable
 from typing import Any
 
 from ._cache_async import AsyncTwoLevelCache
@@ -14,8 +15,9 @@ from .subscriber import AsyncSubscriber, Subscriber
 
 class TwoLevelCache:
     """The sync facade: L1 hits run in the calling thread; misses and writes run the async
-    core on the subscriber's loop thread. A sync ``loader`` runs in that loop's default
-    executor (a worker thread), once per key however many threads miss it together."""
+    core on the subscriber's loop thread. A sync ``loader`` runs in the calling thread of the
+    miss that started the load, once per key however many threads miss it together (the others
+    wait for its result)."""
 
     def __init__(
         self,
@@ -52,7 +54,32 @@ class TwoLevelCache:
                 entry[2] = True
                 l1.hits += 1
                 return entry[0]
-        return self._thread.run(self._core._miss(key, _in_executor(loader), ttl, cache_none))
+        return self._miss(key, loader, ttl, cache_none)
+
+    def _miss(self, key: str, loader: Callable[[str], Any], ttl: float | None,
+              cache_none: bool) -> Any:
+        """Run the core's miss on the loop; if it starts a load, run ``loader`` here.
+
+        The core calls a stand-in loader on the loop; it hands a future to this thread through
+        ``handoff`` and waits for it. This thread runs ``loader`` and settles the future. When
+        the miss is over (L2 hit, joined load, or own load done), ``None`` ends the wait.
+        """
+        thread = self._thread
+        if thread.in_loop_thread():
+            raise RuntimeError("cannot block on the hotreload loop from its own thread")
+        loop = thread.loop
+        handoff: queue.SimpleQueue[asyncio.Future[Any] | None] = queue.SimpleQueue()
+
+        async def in_caller(_: str) -> Any:
+            result: asyncio.Future[Any] = loop.create_future()
+            handoff.put(result)
+            return await result
+
+        future = thread.submit(self._core._miss(key, in_caller, ttl, cache_none))
+        future.add_done_callback(lambda _: handoff.put(None))
+        while (result := handoff.get()) is not None:
+            _load_here(loop, loader, key, result)
+        return future.result()
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._thread.run(self._core.set(key, value, ttl))
@@ -80,11 +107,41 @@ class TwoLevelCache:
         self.close()
 
 
-def _in_executor(loader: Callable[[str], Any]) -> Callable[[str], Awaitable[Any]]:
-    async def run(key: str) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, loader, key)
+def _load_here(loop: asyncio.AbstractEventLoop, loader: Callable[[str], Any], key: str,
+               result: asyncio.Future[Any]) -> None:
+    """Run ``loader(key)`` in this thread and settle ``result`` (a future of ``loop``) with it.
 
-    return run
+    An interrupt (KeyboardInterrupt, SystemExit) is re-raised here, in the thread it belongs
+    to; the other waiters of the load get a RuntimeError (an interrupt must not stop the loop,
+    and a CancelledError would look to async waiters as if they had been cancelled).
+    """
+    try:
+        value = loader(key)
+    except Exception as exc:
+        _settle(loop, result, exc)
+        return
+    except BaseException as exc:
+        error = RuntimeError(f"the loader was interrupted ({type(exc).__name__})")
+        error.__cause__ = exc
+        _settle(loop, result, error)
+        raise
+    _settle(loop, result, value, ok=True)
+
+
+def _settle(loop: asyncio.AbstractEventLoop, result: asyncio.Future[Any], value: Any,
+            ok: bool = False) -> None:
+    def settle() -> None:
+        if result.done():  # the load was cancelled meanwhile (the loop is shutting down)
+            return
+        if ok:
+            result.set_result(value)
+        else:
+            result.set_exception(value)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: the waiting side is gone with it
+        pass
 
 
 async def _build_core(subscriber: AsyncSubscriber[Any], **kwargs: Any) -> AsyncTwoLevelCache:

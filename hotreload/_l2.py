@@ -4,14 +4,20 @@ Per cache ``name`` in namespace ``ns`` (``base`` = ``{prefix}:{ns}`` with braces
 same hash tag as the namespace's snapshot, so every key of a cache lives in one Cluster slot):
 
 * ``{base}:cache:{name}:{key}``      -- the serialised value, with a TTL;
-* ``{base}:cachegen:{name}:{key}``   -- the key's invalidation generation (INCR), with a TTL;
+* ``{base}:cachegen:{name}:{key}``   -- the key's invalidation generation, with a TTL;
+* ``{base}:cacheseq:{name}``         -- the counter the generations are drawn from, no TTL;
 * ``{base}:cacheepoch:{name}``       -- the cache's prefix/clear generation (INCR), no TTL.
 
 A load reads the value and both generations in one MGET before calling the loader, and writes
 its result with a Lua script that only SETs when both generations are unchanged: an
-invalidation that lands while the loader runs bumps a generation, so the load's (old) value
-never reaches L2. Invalidating keys bumps their generation and UNLINKs them atomically;
-invalidating a prefix bumps the epoch, then SCANs and UNLINKs the matching keys.
+invalidation that lands while the loader runs changes a generation, so the load's (old) value
+never reaches L2. Invalidating keys sets their generation to a fresh value of the cache's
+counter and UNLINKs them atomically; invalidating a prefix bumps the epoch, then SCANs and
+UNLINKs the matching keys.
+
+A key's generation is never INCRed in place: once it expired, an INCR would recreate a value
+seen before (1 again), and a load that read that value before the expiry would pass the fence.
+Drawn from a counter that never expires, a generation never repeats.
 """
 
 from __future__ import annotations
@@ -38,22 +44,20 @@ redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 return 1
 """
 
-# KEYS: value1, generation1, value2, generation2, ... ARGV: generation ttl ms.
+# KEYS: counter, value1, generation1, value2, generation2, ... ARGV: generation ttl ms.
 _INVALIDATE_LUA: Final = """
-for i = 1, #KEYS, 2 do
-  redis.call('INCR', KEYS[i + 1])
-  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+for i = 2, #KEYS, 2 do
+  redis.call('SET', KEYS[i + 1], redis.call('INCR', KEYS[1]), 'PX', ARGV[1])
   redis.call('UNLINK', KEYS[i])
 end
-return #KEYS / 2
+return (#KEYS - 1) / 2
 """
 
-# KEYS: value, generation. ARGV: payload, ttl ms, generation ttl ms. An explicit write: it fences
-# the loads in flight like an invalidation, then stores the new value.
+# KEYS: counter, value, generation. ARGV: payload, ttl ms, generation ttl ms. An explicit write:
+# it fences the loads in flight like an invalidation, then stores the new value.
 _PUT_LUA: Final = """
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], redis.call('INCR', KEYS[1]), 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
@@ -98,6 +102,7 @@ class L2Store:
         self.value_prefix = f"{base}:cache:{name}:"
         self.gen_prefix = f"{base}:cachegen:{name}:"
         self.epoch_key = f"{base}:cacheepoch:{name}"
+        self.counter_key = f"{base}:cacheseq:{name}"
         self._fill: AsyncScript = client.register_script(_FILL_LUA)
         self._invalidate: AsyncScript = client.register_script(_INVALIDATE_LUA)
         self._put: AsyncScript = client.register_script(_PUT_LUA)
@@ -123,14 +128,15 @@ class L2Store:
 
     async def put(self, key: str, payload: bytes, ttl: float) -> None:
         async with wrap_errors("writing the L2 cache"):
-            await self._put(keys=[self.value_prefix + key, self.gen_prefix + key],
+            await self._put(keys=[self.counter_key, self.value_prefix + key,
+                                  self.gen_prefix + key],
                             args=[payload, _ms(ttl), GENERATION_TTL_MS])
 
     async def invalidate(self, keys: Sequence[str]) -> None:
-        """Bump each key's generation and delete its value, atomically."""
+        """Give each key a new generation and delete its value, atomically."""
         if not keys:
             return
-        names: list[str] = []
+        names: list[str] = [self.counter_key]
         for key in keys:
             names += (self.value_prefix + key, self.gen_prefix + key)
         async with wrap_errors("invalidating the L2 cache"):

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+import hotreload._l2 as l2mod
 from hotreload import AsyncPublisher, HotReloadConfig
+from hotreload._l2 import L2Store
 from hotreload.cache import TwoLevelCache
 
-from .conftest import CacheFactory, Store, await_until, wait_until
+from .conftest import REDIS_URL, CacheFactory, Store, await_until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +72,108 @@ def test_single_flight_threads(sync_pair: Callable[..., TwoLevelCache]) -> None:
     assert store.count("k") == 1
     assert cache.get("k", store.load_sync) == "v"  # now an L1 hit, in this thread
     assert cache.stats()["hits"]["l1"] == 1
+
+
+def test_sync_loader_runs_in_the_calling_thread(sync_pair: Callable[..., TwoLevelCache]) -> None:
+    """The thread whose miss starts the load runs the loader; other threads and the async core
+    wait for its result (and the loop's default executor is never used)."""
+    gate, started = threading.Event(), threading.Event()
+    ran_in: list[int] = []
+
+    def loader(key: str) -> str:
+        ran_in.append(threading.get_ident())
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+        return "v"
+
+    cache = sync_pair()
+    owner_ident: list[int] = []
+
+    def owner() -> object:
+        owner_ident.append(threading.get_ident())
+        return cache.get("k", loader)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(owner)
+        wait_until(started.is_set, what="the load to start")
+        others = [pool.submit(cache.get, "k", loader) for _ in range(3)]
+        from_loop = cache._thread.submit(cache.core.get("k", lambda key: "not me"))
+        wait_until(lambda: cache.stats()["coalesced"] == 4, what="every reader to join")
+        gate.set()
+        assert [f.result(10) for f in [first, *others, from_loop]] == ["v"] * 5
+    assert ran_in == owner_ident
+
+
+def test_nested_sync_reads_do_not_deadlock(sync_pair: Callable[..., TwoLevelCache]) -> None:
+    """More concurrent misses than the loop's default executor has workers, each loader reading
+    another key through the cache: every loader must run at once (the barrier) and finish."""
+    n = min(32, (os.cpu_count() or 1) + 4) + 2  # asyncio's default executor size, plus 2
+    cache = sync_pair()
+    barrier = threading.Barrier(n, timeout=15)
+
+    def inner(key: str) -> dict[str, str]:
+        return {"id": key}
+
+    def outer(key: str) -> dict[str, Any]:
+        barrier.wait()  # all the outer loads run at the same time
+        return {"order": key, "user": cache.get("user:" + key, inner)}
+
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(cache.get, f"order:{i}", outer) for i in range(n)]
+        results = [f.result(30) for f in futures]
+    assert results == [{"order": f"order:{i}", "user": {"id": f"user:order:{i}"}}
+                       for i in range(n)]
+    assert cache.stats()["loads"] == 2 * n
+
+
+def test_sync_loader_error_reaches_every_waiting_thread(
+        sync_pair: Callable[..., TwoLevelCache]) -> None:
+    gate, started = threading.Event(), threading.Event()
+
+    def boom(key: str) -> Any:
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+        raise LookupError(key)
+
+    cache = sync_pair()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(cache.get, "k", boom)]
+        wait_until(started.is_set, what="the load to start")
+        futures += [pool.submit(cache.get, "k", boom) for _ in range(2)]
+        wait_until(lambda: cache.stats()["coalesced"] == 2, what="the others to join")
+        gate.set()
+        for future in futures:
+            with pytest.raises(LookupError):
+                future.result(10)
+    assert cache.stats()["load_errors"] == 1
+    assert cache.get("k", lambda key: 7) == 7
+    assert cache.get("k", boom) == 7  # cached
+
+
+def test_interrupted_sync_loader(sync_pair: Callable[..., TwoLevelCache]) -> None:
+    """An interrupt stays in the loader's thread; the threads waiting on it get an error."""
+    gate, started = threading.Event(), threading.Event()
+
+    def interrupted(key: str) -> Any:
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+        raise SystemExit(3)
+
+    cache = sync_pair()
+    with ThreadPoolExecutor(2) as pool:
+        owner = pool.submit(cache.get, "k", interrupted)
+        wait_until(started.is_set, what="the load to start")
+        joiner = pool.submit(cache.get, "k", interrupted)
+        wait_until(lambda: cache.stats()["coalesced"] == 1, what="the other to join")
+        gate.set()
+        with pytest.raises(SystemExit):
+            owner.result(10)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            joiner.result(10)
+    assert cache.get("k", lambda key: 7) == 7  # the loop and the cache carry on
 
 
 # ---------------------------------------------------------------------- no stale fill
@@ -147,6 +254,54 @@ async def test_l2_fill_is_fenced_by_another_pods_invalidation(
     assert raw_redis.get(l2_key(namespace, "k")) is None
     store.gate = None
     assert await writer.get("k", store.load) == "new"
+
+
+def gen_key(namespace: str, key: str, name: str = "c") -> str:
+    return f"hotreload:{{{namespace}}}:cachegen:{name}:{key}"
+
+
+async def test_expired_generation_cannot_be_recreated_equal(
+        make_cache: CacheFactory, raw_redis: redis.Redis, namespace: str) -> None:
+    """ABA: the generation the load read expires, and the next invalidation must not recreate
+    the same value (an INCR from nothing would give 1 again and let the old value through)."""
+    store = Store(k="old")
+    reader = await make_cache()
+    writer = await make_cache()
+    await writer.invalidate("k")  # an old invalidation: the key has a generation
+    gate = store.gate = asyncio.Event()
+    slow = asyncio.create_task(reader.get("k", store.load))
+    await await_until(store.started.is_set, what="the load to read 'old'")
+    reader.subscriber.unregister_cache(reader.hook)  # only the L2 fence may refuse the fill
+    assert raw_redis.delete(gen_key(namespace, "k")) == 1  # the generation expires meanwhile
+    store.rows["k"] = "new"
+    await writer.invalidate("k")
+    gate.set()
+    assert await slow == "old"
+    assert raw_redis.get(l2_key(namespace, "k")) is None
+    store.gate = None
+    assert await writer.get("k", store.load) == "new"
+
+
+async def test_generation_ttl_expiry_does_not_reopen_the_fence(
+        monkeypatch: pytest.MonkeyPatch, raw_redis: redis.Redis, namespace: str) -> None:
+    """The reviewer's case at the L2 level, with the generation TTL really expiring."""
+    monkeypatch.setattr(l2mod, "GENERATION_TTL_MS", 200)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        store = L2Store(client, prefix="hotreload", namespace=namespace, name="c")
+        await store.invalidate(["k"])
+        _, gens = await store.read("k")
+        await await_until(lambda: not raw_redis.exists(gen_key(namespace, "k")),
+                          what="the generation to expire")
+        await store.invalidate(["k"])
+        assert not await store.fill("k", b'"old"', gens, 60)
+        assert raw_redis.get(l2_key(namespace, "k")) is None
+        await store.put("k", b'"new"', 60)  # a write also draws a fresh generation
+        assert not await store.fill("k", b'"old"', gens, 60)
+        _, gens = await store.read("k")
+        assert await store.fill("k", b'"fresh"', gens, 60)  # an unchanged generation fills
+    finally:
+        await client.aclose()
 
 
 # ---------------------------------------------------------------------- echoes
