@@ -13,6 +13,7 @@ import redis.exceptions
 
 from hotreload._pending import MAX_PENDING_KEYS
 from hotreload.config import HotReloadConfig
+from hotreload.daemon_status import describe_daemon
 from hotreload.errors import BackendError, ProtocolError
 from hotreload.metrics import Metrics
 from hotreload.publisher import AsyncPublisher, PublishResult
@@ -306,6 +307,8 @@ async def test_a_failing_namespace_does_not_stop_the_others() -> None:
         assert sample(metrics, "hotreload_redis_reconnects_total") == 0
         assert rec.pending() == ["aaa"]
         assert "WRONGTYPE" in rec.status()["publish_errors"]["aaa"]
+        assert any(line.startswith("  publishing aaa fails (retried with backoff): ")
+                   for line in describe_daemon({"host": "h", "pid": 1, **rec.status()}))
         assert rec.sources["files"].rejections == {"publish": 1}  # counted once, retried often
         assert sample(metrics, "hotreload_rejections_total", source="files",
                       reason="publish") == 1
