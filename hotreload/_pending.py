@@ -1,11 +1,13 @@
 """The reconciler's bookkeeping (no I/O): latest desired documents, merged invalidations,
-and each source's error and rejection counts."""
+each namespace's publish failures, and each source's error and rejection counts."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._backoff import Backoff
 
 #: A merged pending invalidation with more keys and prefixes than this becomes "everything".
 MAX_PENDING_KEYS = 1000
@@ -45,3 +47,13 @@ class SourceState:
 
     def as_dict(self) -> dict[str, Any]:
         return {"last_error": self.last_error, "rejections": dict(self.rejections)}
+
+
+@dataclass(slots=True)
+class NamespaceFailure:
+    """Why publishing one namespace fails (not an outage) and when to try it again."""
+
+    backoff: Backoff
+    detail: str = ""
+    retry_at: float = 0.0  # monotonic
+    seen: set[str] = field(default_factory=set)  # details already counted as rejections

@@ -59,6 +59,9 @@ def describe_daemon(doc: dict[str, Any]) -> list[str]:
         lines.append(f"  leader lock: {doc['leader_error']}")
     if doc.get("redis_error"):
         lines.append(f"  redis: {doc['redis_error']}")
+    for ns, detail in sorted(doc.get("publish_errors", {}).items()):
+        lines.append(f"  publishing {ns} fails (retried with backoff): {detail}")
+    lines += [f"  conflict: {detail}" for detail in doc.get("conflicts", [])]
     for name, src in sorted(doc.get("sources", {}).items()):
         counts = ", ".join(f"{r}={n}" for r, n in sorted(src.get("rejections", {}).items()))
         state = "running" if src.get("running") else "NOT running"

@@ -5,6 +5,10 @@ single merged pending invalidation per namespace, and one worker publishes them 
 `AsyncPublisher.replace` / `.invalidate` (idempotent: an unchanged document publishes nothing).
 While Redis is down nothing is lost and nothing is replayed: the worker retries with capped,
 jittered backoff, and on recovery publishes the latest document of each namespace as one event.
+Only a connection-level error means "Redis is down"; any other failure (a wrong-typed key, OOM,
+an event too large...) belongs to its namespace alone, which is retried with its own backoff
+while the other namespaces keep being published. Each namespace is owned by the first source
+that reports a document for it; another source's documents for it are rejected (`conflict`).
 It publishes only while its gate is open (the daemon opens it while it is the leader).
 """
 
@@ -16,11 +20,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import redis.exceptions
+
 from . import protocol as p
 from ._backoff import Backoff
-from ._pending import Desired, PendingInvalidation, SourceState
+from ._pending import Desired, NamespaceFailure, PendingInvalidation, SourceState
 from .connection import REDIS_ERRORS, describe_error
-from .errors import BackendError, HotReloadError
+from .errors import BackendError, HotReloadError, ProtocolError
 from .metrics import Metrics
 from .publisher import PublishResult
 from .sources.base import Sink
@@ -30,9 +36,19 @@ log = logging.getLogger("hotreload.reconciler")
 #: Seconds between Redis probes while idle, and the deadline of each probe.
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
-#: Errors meaning "Redis is unreachable": keep the state pending and retry with backoff.
-_DOWN_ERRORS: tuple[type[BaseException], ...] = (BackendError, *REDIS_ERRORS)
+#: Errors meaning "Redis is unreachable" (also as the cause of a `BackendError`): keep the state
+#: pending and retry with backoff. A server's error reply (WRONGTYPE, OOM, READONLY...) is not one.
+_DOWN_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+)
 _PROBE_ERRORS: tuple[type[BaseException], ...] = (HotReloadError, TimeoutError, *REDIS_ERRORS)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if ``exc`` means the link to Redis failed (not an error of one command)."""
+    if isinstance(exc, BackendError):
+        return isinstance(exc.__cause__, _DOWN_ERRORS)
+    return isinstance(exc, _DOWN_ERRORS)
 
 
 class PublisherLike(Protocol):
@@ -71,12 +87,15 @@ class Reconciler(Sink):
         self._dirty: set[str] = set()
         self._invalidations: dict[str, PendingInvalidation] = {}
         self._inflight: set[str] = set()
+        self._failures: dict[str, NamespaceFailure] = {}
+        self._conflicts: dict[tuple[str, str], str] = {}  # (namespace, source) -> detail
         self._wake = asyncio.Event()
         self._gate = False
         self.redis_up: bool | None = None  # None until the first probe
         self.redis_error: str | None = None
         self.versions: dict[str, int] = {}
         self.sources: dict[str, SourceState] = {}
+        self.owners: dict[str, str] = {}  # namespace -> the source feeding it
 
     # ------------------------------------------------------------------ the Sink protocol
 
@@ -88,7 +107,12 @@ class Reconciler(Sink):
         except (HotReloadError, ValueError, TypeError) as exc:
             self.rejected(source, "document", f"namespace {namespace!r}: {exc}")
             return
+        if not self._owns(namespace, source, bool(document)):
+            return
         old = self._desired.get(namespace)
+        failure = self._failures.get(namespace)
+        if failure is not None and (old is None or old.document != document):
+            failure.retry_at = 0.0  # a new document: try it at once
         since = old.since if old is not None and namespace in self._dirty else time.monotonic()
         self._desired[namespace] = Desired(document, source, since)
         self._dirty.add(namespace)
@@ -110,6 +134,27 @@ class Reconciler(Sink):
         pending.merge(keys, prefixes, everything)
         pending.source = source
         self._wake.set()
+
+    def _owns(self, namespace: str, source: str, claims: bool) -> bool:
+        """Whether ``source`` may set ``namespace``: the first source reporting a non-empty
+        document owns it for the life of the process. Another source's non-empty document is a
+        `conflict` (counted once); its empty one ("nothing here") is ignored."""
+        owner = self.owners.get(namespace)
+        if owner is None:
+            if claims:
+                self.owners[namespace] = source
+            return True
+        if owner == source:
+            return True
+        if not claims:
+            self._conflicts.pop((namespace, source), None)
+            return False
+        if (namespace, source) not in self._conflicts:
+            detail = (f"namespace {namespace!r} is already fed by {owner}; "
+                      f"{source}'s documents for it are ignored")
+            self._conflicts[(namespace, source)] = detail
+            self.rejected(source, "conflict", detail)
+        return False
 
     def rejected(self, source: str, reason: str, detail: str) -> None:
         state = self.sources.setdefault(source, SourceState())
@@ -164,6 +209,8 @@ class Reconciler(Sink):
             "publishing": self._gate,
             "versions": dict(sorted(self.versions.items())),
             "pending": self.pending(),
+            "publish_errors": {ns: f.detail for ns, f in sorted(self._failures.items())},
+            "conflicts": [detail for _, detail in sorted(self._conflicts.items())],
         }
 
     # ------------------------------------------------------------------ the worker
@@ -176,12 +223,15 @@ class Reconciler(Sink):
                     await asyncio.sleep(self._backoff.next())
                 if not await self.probe():
                     continue
+            retry = self._retry_delay()
             try:
-                async with asyncio.timeout(self._probe_interval):
+                async with asyncio.timeout(self._probe_interval if retry is None
+                                           else min(retry, self._probe_interval)):
                     await self._wake.wait()
             except TimeoutError:
-                await self.probe()
-                continue
+                if retry is None or retry > self._probe_interval:
+                    await self.probe()
+                    continue
             self._wake.clear()
             if self._gate:
                 await self._flush()
@@ -197,62 +247,112 @@ class Reconciler(Sink):
         self._set_up()
         return True
 
+    def _retry_delay(self) -> float | None:
+        """Seconds until the next retry of a failing namespace is due (None: none waits)."""
+        if not self._gate:
+            return None
+        waiting = [f.retry_at for ns, f in self._failures.items()
+                   if ns in self._dirty or ns in self._invalidations]
+        return max(0.0, min(waiting) - time.monotonic()) if waiting else None
+
     async def _flush(self) -> None:
+        now = time.monotonic()
         for ns in self.pending():
             if not self._gate or self.redis_up is not True:
                 return
+            failure = self._failures.get(ns)
+            if failure is not None and failure.retry_at > now:
+                continue  # this namespace fails by itself: its own backoff
             self._inflight.add(ns)
             try:
-                if ns in self._dirty:
-                    await self._publish_desired(ns)
-                if ns in self._invalidations:
-                    await self._publish_invalidation(ns)
-            except _DOWN_ERRORS as exc:
+                ok = await self._publish_desired(ns)
+                if self._gate:
+                    ok = await self._publish_invalidation(ns) and ok
+            except Exception as exc:  # only outages get here
                 self._metrics.publish_errors.inc()
                 self._set_down(exc)
                 return
             finally:
                 self._inflight.discard(ns)
+            if ok and self._failures.pop(ns, None) is not None:
+                log.info("publishing %s works again", ns, extra={"namespace": ns})
 
-    async def _publish_desired(self, ns: str) -> None:
+    async def _publish_desired(self, ns: str) -> bool:
+        """Publish the latest document of ``ns`` if dirty; False if it failed (not an outage)."""
+        if ns not in self._dirty:
+            return True
         want = self._desired[ns]
         self._dirty.discard(ns)
         try:
             result = await self._publisher.replace(want.document, namespace=ns,
                                                    source=want.source)
-        except _DOWN_ERRORS:
+            if result.version is None:
+                self.versions[ns] = await self._publisher.version(ns)
+                self._metrics.namespace_version.labels(namespace=ns).set(self.versions[ns])
+        except Exception as exc:  # never kill the worker
             self._dirty.add(ns)
-            raise
-        except Exception as exc:  # too big, conflict storm, a bug: never kill the worker
-            self._publish_failed(want.source, ns, exc)
-            return
+            if is_outage(exc):
+                raise
+            self._namespace_failed(ns, want.source, exc)
+            return False
         self._record(ns, result, want.source, "config", want.since)
-        if result.version is None:
-            self.versions[ns] = await self._publisher.version(ns)
-            self._metrics.namespace_version.labels(namespace=ns).set(self.versions[ns])
+        return True
 
-    async def _publish_invalidation(self, ns: str) -> None:
-        inv = self._invalidations.pop(ns)
+    async def _publish_invalidation(self, ns: str) -> bool:
+        """Publish the merged invalidation of ``ns`` if any; False if it failed (not an outage).
+
+        One that cannot be encoded (bigger than ``security.max_message_bytes``) is published as
+        "invalidate everything" instead: a cache dropped too much, never a stale one."""
+        inv = self._invalidations.pop(ns, None)
+        if inv is None:
+            return True
         try:
-            result = await self._publisher.invalidate(
-                sorted(inv.keys), sorted(inv.prefixes), everything=inv.everything,
-                namespace=ns, source=inv.source,
-            )
-        except _DOWN_ERRORS:
-            again = self._invalidations.setdefault(ns, PendingInvalidation(since=inv.since))
-            again.merge(sorted(inv.keys), sorted(inv.prefixes), inv.everything)
-            again.source = again.source or inv.source
-            raise
+            try:
+                result = await self._publisher.invalidate(
+                    sorted(inv.keys), sorted(inv.prefixes), everything=inv.everything,
+                    namespace=ns, source=inv.source,
+                )
+            except ProtocolError as exc:
+                if inv.everything:
+                    raise
+                self._metrics.publish_errors.inc()
+                log.warning("the invalidation of %s (%d keys, %d prefixes) cannot be published "
+                            "(%s); invalidating everything instead", ns, len(inv.keys),
+                            len(inv.prefixes), exc,
+                            extra={"action": "invalidate_everything", "namespace": ns})
+                inv.merge((), (), True)
+                if not self._gate:
+                    self._requeue(ns, inv)
+                    return True
+                result = await self._publisher.invalidate(everything=True, namespace=ns,
+                                                          source=inv.source)
         except Exception as exc:
-            self._publish_failed(inv.source, ns, exc)
-            return
+            self._requeue(ns, inv)
+            if is_outage(exc):
+                raise
+            self._namespace_failed(ns, inv.source, exc)
+            return False
         self._record(ns, result, inv.source, "invalidate", inv.since)
+        return True
 
-    def _publish_failed(self, source: str, ns: str, exc: Exception) -> None:
-        """Not an outage: count it and show it; the next report of the source retries."""
+    def _requeue(self, ns: str, inv: PendingInvalidation) -> None:
+        again = self._invalidations.setdefault(ns, PendingInvalidation(since=inv.since))
+        again.merge(sorted(inv.keys), sorted(inv.prefixes), inv.everything)
+        again.source = again.source or inv.source
+
+    def _namespace_failed(self, ns: str, source: str, exc: Exception) -> None:
+        """Not an outage: count it, show it, and retry this namespace alone with backoff."""
         self._metrics.publish_errors.inc()
         what = str(exc) if isinstance(exc, HotReloadError) else f"{type(exc).__name__}: {exc}"
-        self.rejected(source, "publish", f"namespace {ns!r}: {what}")
+        detail = f"namespace {ns!r}: {what}"
+        failure = self._failures.get(ns)
+        if failure is None:
+            failure = self._failures[ns] = NamespaceFailure(Backoff(self._backoff.cap))
+        failure.detail = detail
+        failure.retry_at = time.monotonic() + failure.backoff.next()
+        if detail not in failure.seen:
+            failure.seen.add(detail)
+            self.rejected(source, "publish", detail)
 
     def _record(self, ns: str, result: PublishResult, source: str, kind: str,
                 since: float) -> None:
@@ -283,6 +383,8 @@ class Reconciler(Sink):
                      extra={"action": "redis_up"})
             self._metrics.redis_reconnects.inc()
             self._dirty.update(self._desired)
+            for failure in self._failures.values():
+                failure.retry_at = 0.0
             self._wake.set()
             if self._on_reconnect is not None:
                 self._on_reconnect()

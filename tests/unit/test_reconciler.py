@@ -9,27 +9,45 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis.exceptions
 
 from hotreload._pending import MAX_PENDING_KEYS
 from hotreload.config import HotReloadConfig
+from hotreload.daemon_status import describe_daemon
 from hotreload.errors import BackendError, ProtocolError
 from hotreload.metrics import Metrics
 from hotreload.publisher import AsyncPublisher, PublishResult
-from hotreload.reconciler import Reconciler
+from hotreload.reconciler import Reconciler, is_outage
 
 
 class FakePublisher:
-    """Records calls; ``up`` False makes every call fail like an unreachable Redis."""
+    """Records calls; ``up`` False makes every call fail like an unreachable Redis;
+    namespaces in ``broken`` fail like a wrong-typed key; ``gate`` (if set) holds publishes."""
 
     def __init__(self) -> None:
         self.up = True
         self.version_ = 0
         self.published: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, Any]] = []
+        self.attempts: dict[str, int] = {}
+        self.broken: set[str] = set()
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
 
-    def _check(self) -> None:
+    def _check(self, namespace: str | None = None) -> None:
         if not self.up:
-            raise BackendError("publishing: Connection refused")
+            raise BackendError("publishing: Connection refused") from (
+                redis.exceptions.ConnectionError("Connection refused"))
+        if namespace is not None:
+            self.attempts[namespace] = self.attempts.get(namespace, 0) + 1
+        if namespace in self.broken:
+            raise BackendError(f"publishing to {namespace!r}: WRONGTYPE") from (
+                redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
+
+    async def _hold(self) -> None:
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
 
     async def ping(self) -> bool:
         self._check()
@@ -37,7 +55,8 @@ class FakePublisher:
 
     async def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
                       source: str | None = None) -> PublishResult:
-        self._check()
+        self._check(namespace)
+        await self._hold()
         assert namespace is not None
         if self.published.get(namespace) == dict(document):
             return PublishResult(namespace, None)
@@ -49,7 +68,7 @@ class FakePublisher:
     async def invalidate(self, keys: Sequence[str] = (), prefixes: Sequence[str] = (), *,
                          everything: bool = False, namespace: str | None = None,
                          source: str | None = None) -> PublishResult:
-        self._check()
+        self._check(namespace)
         assert namespace is not None
         self.version_ += 1
         self.calls.append(("invalidate", namespace, (tuple(keys), tuple(prefixes), everything)))
@@ -250,3 +269,152 @@ async def test_idempotent_against_a_real_publisher() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_only_connection_errors_are_outages() -> None:
+    def wrapped(cause: BaseException) -> BackendError:
+        exc = BackendError("publishing")
+        exc.__cause__ = cause
+        return exc
+
+    assert is_outage(redis.exceptions.ConnectionError("refused"))
+    assert is_outage(redis.exceptions.TimeoutError("timed out"))
+    assert is_outage(OSError("unreachable"))
+    assert is_outage(wrapped(redis.exceptions.ConnectionError("refused")))
+    assert not is_outage(redis.exceptions.ResponseError("WRONGTYPE"))
+    assert not is_outage(wrapped(redis.exceptions.ResponseError("OOM command not allowed")))
+    assert not is_outage(wrapped(redis.exceptions.ReadOnlyError("READONLY")))
+    assert not is_outage(BackendError("no cause"))
+    assert not is_outage(ProtocolError("too big"))
+
+
+async def test_a_failing_namespace_does_not_stop_the_others() -> None:
+    pub = FakePublisher()
+    pub.broken.add("aaa")
+    metrics = Metrics()
+    asked: list[bool] = []
+    rec = Reconciler(pub, metrics, ping=pub.ping, backoff_max=0.05, probe_interval=0.02,
+                     on_reconnect=lambda: asked.append(True))
+    task = asyncio.create_task(rec.run())
+    try:
+        rec.open_gate()
+        await rec.desired("aaa", {"x": 1}, source="files")
+        await rec.desired("bbb", {"y": 2}, source="files")
+        await rec.invalidate("aaa", ["k"], source="pg")
+        await wait_until(lambda: "bbb" in pub.published and pub.attempts.get("aaa", 0) >= 5)
+        assert rec.redis_up is True
+        assert asked == []
+        assert sample(metrics, "hotreload_redis_reconnects_total") == 0
+        assert rec.pending() == ["aaa"]
+        assert "WRONGTYPE" in rec.status()["publish_errors"]["aaa"]
+        assert any(line.startswith("  publishing aaa fails (retried with backoff): ")
+                   for line in describe_daemon({"host": "h", "pid": 1, **rec.status()}))
+        assert rec.sources["files"].rejections == {"publish": 1}  # counted once, retried often
+        assert sample(metrics, "hotreload_rejections_total", source="files",
+                      reason="publish") == 1
+        pub.broken.clear()  # the key is repaired: the retry publishes it
+        await wait_until(lambda: not rec.pending())
+        assert pub.published["aaa"] == {"x": 1}
+        assert ("invalidate", "aaa", (("k",), (), False)) in pub.calls
+        assert rec.status()["publish_errors"] == {}
+        assert asked == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_failing_namespace_backs_off_by_itself() -> None:
+    pub = FakePublisher()
+    pub.broken.add("aaa")
+    rec = Reconciler(pub, Metrics(), ping=pub.ping, backoff_max=0.2, probe_interval=0.02)
+    await rec.probe()
+    rec.open_gate()
+    await rec.desired("aaa", {"x": 1}, source="files")
+    await rec._flush()
+    await rec._flush()  # before its retry time: not attempted
+    assert pub.attempts["aaa"] == 1
+    await rec.desired("aaa", {"x": 1}, source="files")  # the same document: still waits
+    await rec._flush()
+    assert pub.attempts["aaa"] == 1
+    await rec.desired("aaa", {"x": 2}, source="files")  # a new document is tried at once
+    await rec._flush()
+    assert pub.attempts["aaa"] == 2
+
+
+async def test_an_invalidation_too_large_becomes_everything(
+    fake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub, rec, _ = fake
+    real = pub.invalidate
+
+    async def limited(keys: Sequence[str] = (), prefixes: Sequence[str] = (), *,
+                      everything: bool = False, namespace: str | None = None,
+                      source: str | None = None) -> PublishResult:
+        if len(keys) > 10:
+            raise ProtocolError("event of 70000 bytes exceeds security.max_message_bytes")
+        result: PublishResult = await real(keys, prefixes, everything=everything,
+                                           namespace=namespace, source=source)
+        return result
+
+    pub.invalidate = limited
+    for i in range(50):
+        await rec.invalidate("users", [f"user:{i}"], source="pg")
+    rec.open_gate()
+    await wait_until(lambda: not rec.pending())
+    assert pub.calls == [("invalidate", "users", ((), (), True))]
+    assert "pg" not in rec.sources  # not a rejection: nothing was lost
+    assert [getattr(r, "action", None) for r in caplog.records].count(
+        "invalidate_everything") == 1
+
+
+async def test_a_namespace_belongs_to_its_first_source(fake: Any) -> None:
+    pub, rec, metrics = fake
+    rec.open_gate()
+    await rec.desired("app", {"a": 1}, source="file:app.yaml")
+    await wait_until(lambda: not rec.pending())
+    for n in range(3):  # the settings table also has rows for "app": ignored, counted once
+        await rec.desired("app", {"b": n}, source="postgres")
+        await rec.desired("app", {"a": 1}, source="file:app.yaml")
+        await wait_until(lambda: not rec.pending())
+    assert pub.calls == [("config", "app", {"a": 1})]
+    assert rec.owners == {"app": "file:app.yaml"}
+    assert rec.sources["postgres"].rejections == {"conflict": 1}
+    assert sample(metrics, "hotreload_rejections_total", source="postgres",
+                  reason="conflict") == 1
+    [detail] = rec.status()["conflicts"]
+    assert "'app'" in detail and "file:app.yaml" in detail and "postgres" in detail
+    await rec.desired("app", {}, source="postgres")  # its rows are gone: conflict resolved
+    assert rec.status()["conflicts"] == []
+    await rec.desired("app", {"a": 2}, source="file:app.yaml")
+    await wait_until(lambda: not rec.pending())
+    assert pub.published["app"] == {"a": 2}
+
+
+async def test_an_empty_document_claims_nothing(fake: Any) -> None:
+    pub, rec, _ = fake
+    rec.open_gate()
+    await rec.desired("app", {}, source="postgres")
+    await rec.desired("app", {"a": 1}, source="file:app.yaml")
+    await rec.desired("app", {}, source="postgres")
+    await wait_until(lambda: not rec.pending())
+    assert rec.owners == {"app": "file:app.yaml"}
+    assert pub.published["app"] == {"a": 1}
+    assert "postgres" not in rec.sources
+
+
+async def test_nothing_new_starts_after_the_gate_closes(fake: Any) -> None:
+    pub, rec, _ = fake
+    await wait_until(lambda: rec.redis_up)
+    pub.gate = asyncio.Event()
+    for ns in ("aaa", "bbb", "ccc"):
+        await rec.desired(ns, {"x": 1}, source="files")
+    await rec.invalidate("aaa", ["k"], source="pg")
+    rec.open_gate()
+    await wait_until(pub.entered.is_set)  # "aaa" is being published
+    rec.close_gate()  # the leader lock is lost
+    pub.gate.set()
+    await wait_until(lambda: "aaa" not in rec.pending() or pub.calls)
+    await asyncio.sleep(0.1)  # give a wrongly open gate the chance to publish more
+    assert pub.calls == [("config", "aaa", {"x": 1})]
+    assert rec.pending() == ["aaa", "bbb", "ccc"]  # the invalidation stays pending
