@@ -59,6 +59,7 @@ class PostgresSource:
         self._pending: set[str] = set()
         self._all_pending = False
         self.connected = False
+        self.error: str | None = None  # why it is not connected (None while connected)
         self.reconnects = 0
         self._started = self._ever = False
         self._down_since: float | None = None
@@ -243,6 +244,7 @@ class PostgresSource:
 
     def _up(self) -> None:
         self.connected = self._started = True
+        self.error = None
         where = self.settings.display_dsn()
         if self._ever:
             self.reconnects += 1
@@ -256,6 +258,7 @@ class PostgresSource:
         self._ever, self._down_since = True, None
 
     def _went_down(self, why: str) -> None:
+        self.error = why
         if self._down_since is not None:
             log.debug("PostgreSQL still unreachable: %s", why)
             return
