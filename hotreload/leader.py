@@ -5,7 +5,9 @@ server ends its session and frees the lock, and a standby polling `pg_try_adviso
 ``leader_poll_interval`` takes over. The leader watches its own session: its connection's socket
 (a server-side close is seen at once) and a ``SELECT 1`` every ``leader_check_interval`` with a
 deadline (a silent network failure is seen within seconds, helped by keepalives and
-``tcp_user_timeout``). Needs a direct or session-pooled connection, never transaction pooling.
+``tcp_user_timeout``). The server, in turn, ends a session whose client fell silent (see
+`server_session_limits`), so a standby can take over from a cut-off leader. Needs a direct or
+session-pooled connection, never transaction pooling.
 """
 
 from __future__ import annotations
