@@ -113,6 +113,10 @@ class Daemon:
                            f"{self.reconciler.redis_error or 'not probed yet'}")
         reasons += [f"source {name} is not running" for name, up in self._running.items()
                     if not up]
+        for src in self.sources:  # a source with a connection (PostgreSQL) must have it up
+            if self._running.get(src.name) and getattr(src, "connected", True) is False:
+                why = getattr(src, "error", None) or "connecting"
+                reasons.append(f"source {src.name} is not connected: {why}")
         if self.role is None:
             reasons.append(f"role unknown: {self.election.error or 'starting'}")
         return not reasons, {"role": self.role, "reason": "; ".join(reasons) or None}

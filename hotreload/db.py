@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
@@ -34,6 +35,7 @@ __all__ = [
     "install",
     "read_all",
     "read_namespace",
+    "read_registered",
     "uninstall",
 ]
 
@@ -112,6 +114,23 @@ BEGIN
     RETURN NEW;
 END $hr$;
 
+-- Every namespace that ever had a row: a full read reports an empty document for those with no
+-- rows left, even if emptied while no daemon ran. The trigger only adds; delete here to forget.
+CREATE TABLE IF NOT EXISTS {registry} (namespace text PRIMARY KEY);
+
+CREATE OR REPLACE FUNCTION {register}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $hr$
+BEGIN
+    INSERT INTO {registry} (namespace) VALUES (NEW.namespace) ON CONFLICT (namespace) DO NOTHING;
+    RETURN NULL;
+END $hr$;
+
+DROP TRIGGER IF EXISTS {register_trigger} ON {table};
+CREATE TRIGGER {register_trigger} AFTER INSERT OR UPDATE OF namespace ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {register}();
+-- after the trigger exists (its creation waits for writers in flight): no namespace is missed
+INSERT INTO {registry} (namespace) SELECT DISTINCT namespace FROM {table}
+    ON CONFLICT (namespace) DO NOTHING;
 DROP TRIGGER IF EXISTS {row_trigger} ON {table};
 CREATE TRIGGER {row_trigger} AFTER INSERT OR UPDATE OR DELETE ON {table}
     FOR EACH ROW EXECUTE FUNCTION {notify}();
@@ -125,6 +144,8 @@ CREATE TRIGGER {touch_trigger} BEFORE UPDATE ON {table}
 
 _UNINSTALL: Final = """
 DROP TABLE IF EXISTS {table};
+DROP TABLE IF EXISTS {registry};
+DROP FUNCTION IF EXISTS {register}();
 DROP FUNCTION IF EXISTS {notify}();
 DROP FUNCTION IF EXISTS {touch}();
 DROP FUNCTION IF EXISTS {payload}(text, text, text);
@@ -137,6 +158,9 @@ def _render(template: str, names: SqlNames) -> sql.Composed:
         payload=names.ident("_payload"),
         notify=names.ident("_notify"),
         touch=names.ident("_touch"),
+        registry=names.ident("_namespaces"),
+        register=names.ident("_register"),
+        register_trigger=names.ident("_register"),
         row_trigger=names.ident("_notify_row"),
         truncate_trigger=names.ident("_notify_truncate"),
         touch_trigger=names.ident("_touch"),
@@ -249,6 +273,22 @@ async def read_namespace(conn: AsyncConn, namespace: str,
     query = sql.SQL("SELECT namespace, key, value FROM {} WHERE namespace = %s").format(
         sql.Identifier(table))
     return await _read(conn, query, (namespace,))
+
+
+async def read_registered(conn: AsyncConn, table: str = DEFAULT_TABLE) -> set[str] | None:
+    """Every namespace that ever had a row (table ``<table>_namespaces``, kept by a trigger).
+
+    None if that table does not exist (installed by an older version: re-run ``db install``).
+    """
+    query = sql.SQL("SELECT namespace FROM {}").format(sql.Identifier(table + "_namespaces"))
+    try:
+        cur = await conn.execute(query)
+        rows = await cur.fetchall()
+    except psycopg.errors.UndefinedTable:
+        return None
+    except PG_ERRORS as exc:
+        raise BackendError(f"cannot read the namespace registry: {describe(exc)}") from exc
+    return {r[0] for r in rows}
 
 
 async def _read(conn: AsyncConn, query: sql.Composed, params: tuple[Any, ...]) -> TableRead:

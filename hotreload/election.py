@@ -81,6 +81,8 @@ class Election:
         finally:
             if not acquiring.done():
                 acquiring.cancel()
+            elif not acquiring.cancelled():
+                acquiring.exception()  # retrieved even if we were cancelled meanwhile
         return True
 
     def _failed(self, error: str) -> None:

@@ -22,7 +22,8 @@ from psycopg import Notify, sql
 
 from .. import db, pgconn
 from ..config import PostgresSettings
-from ..errors import BackendError, ProtocolError
+from ..errors import BackendError, HotReloadError, ProtocolError
+from ..protocol import check_name
 from .base import Sink
 from .pg_payload import InvalidationRequest, parse_invalidation, settings_namespace
 
@@ -52,6 +53,7 @@ class PostgresSource:
         self._carried = {c.channel: {c.namespace or default_namespace}
                          for c in self.channels.values()}
         self._known: set[str] = set()  # namespaces that had rows at the last read
+        self._no_registry = False  # warned that the namespace registry table is missing
         self._bad: dict[str, list[str]] = {}  # bad rows by namespace, as reported
         self._lock = asyncio.Lock()  # one read-and-report at a time: no stale overtaking
         self._reader: pgconn.AsyncConn | None = None
@@ -59,6 +61,7 @@ class PostgresSource:
         self._pending: set[str] = set()
         self._all_pending = False
         self.connected = False
+        self.error: str | None = None  # why it is not connected (None while connected)
         self.reconnects = 0
         self._started = self._ever = False
         self._down_since: float | None = None
@@ -184,11 +187,21 @@ class PostgresSource:
 
     async def _reconcile_on(self, conn: pgconn.AsyncConn, sink: Sink) -> None:
         async with self._lock:
-            read = await pgconn.bounded(conn, db.read_all(conn, self.settings.settings_table),
+            table = self.settings.settings_table
+            # the registry first: a namespace registered and then emptied reads as empty
+            registered = await pgconn.bounded(conn, db.read_registered(conn, table),
+                                              self.settings.query_timeout, "reading the settings")
+            read = await pgconn.bounded(conn, db.read_all(conn, table),
                                     self.settings.query_timeout, "reading the settings")
+            if registered is None and not self._no_registry:
+                self._no_registry = True
+                log.warning("table %s_namespaces is missing: namespaces emptied while no daemon "
+                            "ran are not cleared; run `hotreload db install`", table,
+                            extra={"action": "no_registry"})
             for ns, doc in sorted(read.documents.items()):
                 await self._safe(sink.desired(ns, doc, source=SOURCE))
-            for ns in sorted(self._known - read.documents.keys()):
+            vanished = self._known | {ns for ns in registered or () if _valid_namespace(ns)}
+            for ns in sorted(vanished - read.documents.keys()):
                 await self._safe(sink.desired(ns, {}, source=SOURCE))
             self._known = set(read.documents)
             self._report(sink, read.problems, None)
@@ -243,6 +256,7 @@ class PostgresSource:
 
     def _up(self) -> None:
         self.connected = self._started = True
+        self.error = None
         where = self.settings.display_dsn()
         if self._ever:
             self.reconnects += 1
@@ -256,6 +270,7 @@ class PostgresSource:
         self._ever, self._down_since = True, None
 
     def _went_down(self, why: str) -> None:
+        self.error = why
         if self._down_since is not None:
             log.debug("PostgreSQL still unreachable: %s", why)
             return
@@ -267,6 +282,14 @@ class PostgresSource:
         else:
             log.warning("cannot reach PostgreSQL %s: %s; retrying", where, why,
                         extra={"action": "connect_failed"})
+
+
+def _valid_namespace(name: str) -> bool:
+    try:
+        check_name(name, "namespace")
+    except HotReloadError:
+        return False
+    return True
 
 
 async def _first_failure(*coros: Awaitable[None]) -> None:

@@ -18,10 +18,10 @@ from _pg_helpers import (
     _free_port,
     make_settings,
     terminate,
-    wait_until,
 )
 
-from hotreload.leader import LeaderLock
+from hotreload.errors import BackendError
+from hotreload.leader import LeaderLock, server_session_limits, server_silence_limit
 
 pytestmark = pytest.mark.integration
 
@@ -142,17 +142,45 @@ async def test_wait_lost_returns_at_once_when_not_leader(locks: list[LeaderLock]
     await asyncio.wait_for(new_lock(locks, key).wait_lost(), 1)
 
 
-async def test_unreachable_server_warns_once(locks: list[LeaderLock], key: int,
-                                             caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, "hotreload.leader")
-    lock = new_lock(locks, key, f"postgresql://postgres@127.0.0.1:{_free_port()}/x",
-                    leader_poll_interval=0.02, reconnect_backoff_max=0.05)
-    task = asyncio.create_task(lock.acquire())
+async def test_standby_takes_over_from_black_holed_leader(locks: list[LeaderLock],
+                                                         key: int) -> None:
+    # The server must end the silent leader's session itself: no FIN ever reaches it.
+    proxy = BlackHoleProxy()
+    await proxy.start()
     try:
-        await wait_until(lambda: sum(r.levelno == logging.DEBUG for r in caplog.records) >= 3)
+        fast = {"leader_check_interval": 0.5, "heartbeat_timeout": 2.0}
+        a = new_lock(locks, key, proxy.url(), **fast)
+        b = new_lock(locks, key, **fast)
+        await a.acquire()
+        lost = asyncio.create_task(a.wait_lost())
+        standby = asyncio.create_task(b.acquire())
+        await assert_still_waiting(standby, 1.0)
+        t0 = time.monotonic()
+        proxy.freeze()
+        await asyncio.wait_for(standby, 15)
+        took = time.monotonic() - t0
+        assert b.is_leader
+        # never two leaders: the old one stepped down before the server freed the lock
+        await asyncio.wait_for(lost, 1)
+        assert not a.is_leader
+        assert took >= server_silence_limit(b.settings) - 0.5
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [getattr(r, "action", None) for r in warnings] == ["leader_connect_failed"]
+        await proxy.close()
+
+
+def test_server_session_limits_follow_the_version() -> None:
+    s = make_settings(PG_URL, leader_check_interval=1.0, heartbeat_timeout=6.0)
+    assert server_silence_limit(s) == 13.0
+    new = dict(server_session_limits(s, 150004))
+    assert new["idle_session_timeout"] == "13000ms"
+    assert new["tcp_keepalives_idle"] == "13"
+    assert new["tcp_user_timeout"] == "15000ms"
+    old = dict(server_session_limits(s, 110000))
+    assert "idle_session_timeout" not in old and "tcp_user_timeout" not in old
+
+
+async def test_unreachable_server_raises(locks: list[LeaderLock], key: int) -> None:
+    lock = new_lock(locks, key, f"postgresql://postgres@127.0.0.1:{_free_port()}/x")
+    with pytest.raises(BackendError, match="cannot connect"):
+        await asyncio.wait_for(lock.acquire(), 10)
     assert not lock.is_leader

@@ -46,7 +46,51 @@ async def test_install_is_idempotent_and_keeps_rows(settings: PostgresSettings) 
             (settings.settings_table,))
         row = await cur.fetchone()
     assert read.documents == {"app": {"a": 1}}
-    assert row == (3,)
+    assert row == (4,)
+
+
+async def test_namespace_emptied_while_no_daemon_runs_is_reported_empty(
+    settings: PostgresSettings,
+) -> None:
+    t = table(settings)
+    await psql(PG_URL, f"INSERT INTO {t} VALUES ('gone', 'a', '1'), ('kept', 'b', '2')")
+    first = RecordingSink()
+    await PostgresSource(settings, default_namespace="app").reconcile(first)
+    assert sorted(first.desired_calls) == [("gone", {"a": 1}), ("kept", {"b": 2})]
+    await psql(PG_URL, f"DELETE FROM {t} WHERE namespace = 'gone'")  # no daemon runs
+    second = RecordingSink()  # the next daemon: a fresh source knows nothing
+    await PostgresSource(settings, default_namespace="app").reconcile(second)
+    assert sorted(second.desired_calls) == [("gone", {}), ("kept", {"b": 2})]
+
+
+async def test_reinstall_registers_namespaces_of_existing_rows(
+    settings: PostgresSettings,
+) -> None:
+    # a table from before the registry existed: re-running install registers its namespaces
+    t = table(settings)
+    registry = sql.Identifier(settings.settings_table + "_namespaces").as_string()
+    await psql(PG_URL, f"INSERT INTO {t} VALUES ('old', 'a', '1'), ('bad name!', 'a', '1')")
+    await psql(PG_URL, f"DROP TABLE {registry}")
+    await db.install(settings)
+    await psql(PG_URL, f"DELETE FROM {t}")
+    sink = RecordingSink()
+    await PostgresSource(settings, default_namespace="app").reconcile(sink)
+    assert sink.desired_calls == [("old", {})]  # an invalid name is never reported
+
+
+async def test_missing_registry_warns_once_and_still_reads(
+    settings: PostgresSettings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = sql.Identifier(settings.settings_table + "_namespaces").as_string()
+    register = sql.Identifier(settings.settings_table + "_register").as_string()
+    await psql(PG_URL, f"DROP TABLE {registry}; DROP FUNCTION {register}() CASCADE")  # old install
+    await psql(PG_URL, f"INSERT INTO {table(settings)} VALUES ('app', 'a', '1')")
+    source, sink = PostgresSource(settings, default_namespace="app"), RecordingSink()
+    await source.reconcile(sink)
+    await source.reconcile(sink)
+    assert sink.desired_calls == [("app", {"a": 1})] * 2
+    warned = [r for r in caplog.records if getattr(r, "action", None) == "no_registry"]
+    assert len(warned) == 1
 
 
 async def test_install_from_a_dsn_or_a_connection() -> None:
