@@ -1,6 +1,7 @@
 """Parsers of settings documents: strict YAML, JSON and TOML to Python data, or `DocumentError`.
 
-Private to `hotreload.documents`. Each error is one line ``file:line:column: invalid FMT: why``.
+Private to `hotreload.documents`. Each error is one line ``file:line:column: invalid FMT: why``;
+a document nested deeper than the parser can recurse is ``file: invalid FMT: nested too deeply``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def _parse_yaml(text: str, origin: str) -> Any:
         raise DocumentError(f"{where}: invalid YAML: {problem}", reason="yaml") from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"{origin}: invalid YAML: {exc}", reason="yaml") from None
+    except RecursionError:
+        raise too_deep(origin, "yaml") from None
+
+
+def too_deep(origin: str, format: str) -> DocumentError:
+    """The error for a document nested deeper than Python can recurse through."""
+    return DocumentError(f"{origin}: invalid {format.upper()}: nested too deeply", reason=format)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -77,8 +85,10 @@ def _parse_json(text: str, origin: str) -> Any:
     except json.JSONDecodeError as exc:
         raise DocumentError(f"{origin}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}",
                             reason="json") from None
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise DocumentError(f"{origin}: invalid JSON: {exc}", reason="json") from None
+    except RecursionError:
+        raise too_deep(origin, "json") from None
 
 
 def _parse_toml(text: str, origin: str) -> Any:
@@ -92,6 +102,8 @@ def _parse_toml(text: str, origin: str) -> Any:
             f"{origin}:{found['line']}:{found['col']}: invalid TOML: {found['msg']}",
             reason="toml",
         ) from None
+    except RecursionError:
+        raise too_deep(origin, "toml") from None
 
 
 PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
@@ -103,7 +115,7 @@ def yaml_line(text: str, parts: Sequence[str | int]) -> int | None:
     """The 1-based line of the key at ``parts`` in YAML ``text`` (best effort)."""
     try:
         node: yaml.Node | None = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
     line: int | None = None
     for part in parts:

@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from ._parsers import PARSERS, yaml_line
+from ._parsers import PARSERS, too_deep, yaml_line
 from .errors import ConfigError, DocumentError, ProtocolError, SettingsRejected
 from .protocol import flatten
 
@@ -35,6 +36,9 @@ PathPart: TypeAlias = str | int
 _SUFFIXES: Final[dict[str, Format]] = {
     ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml",
 }
+MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+"""A settings file larger than this (16 MiB) is rejected (``read``) without being read."""
+_READ_CHUNK: Final = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +86,49 @@ def detect_format(path: str | os.PathLike[str], format: str | None = None) -> Fo
     return found
 
 
-def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The file's bytes (through symlinks); `DocumentError` ``missing``/``read`` otherwise."""
+def read_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The file's bytes (through symlinks); `DocumentError` ``missing``/``read`` otherwise.
+
+    Only a regular file of at most ``max_bytes`` is read. Anything else (a FIFO, a device, a
+    directory) is refused without reading from it, and the file is opened non-blocking, so a FIFO
+    swapped in at any moment cannot block the caller.
+    """
+    name = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        _readable(os.stat(path), name, max_bytes)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            _readable(os.fstat(fd), name, max_bytes)  # what was opened, if swapped since
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := os.read(fd, _READ_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:  # grew since the check
+                    raise _too_big(name, size, max_bytes)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
-        raise DocumentError(f"{os.fspath(path)}: no such file", reason="missing") from None
+        raise DocumentError(f"{name}: no such file", reason="missing") from None
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
-        raise DocumentError(f"{os.fspath(path)}: cannot read: {why}", reason="read") from None
+        raise DocumentError(f"{name}: cannot read: {why}", reason="read") from None
+    return b"".join(chunks)
+
+
+def _readable(st: os.stat_result, name: str, max_bytes: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else (
+            "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket")
+        raise DocumentError(f"{name}: cannot read: not a regular file ({kind})", reason="read")
+    if st.st_size > max_bytes:
+        raise _too_big(name, st.st_size, max_bytes)
+
+
+def _too_big(name: str, size: int, max_bytes: int) -> DocumentError:
+    return DocumentError(
+        f"{name}: cannot read: {size} bytes is over the limit of {max_bytes} bytes", reason="read"
+    )
 
 
 def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
@@ -112,16 +149,18 @@ def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
             f"{origin}: the top level must be a mapping of settings, not {_kind(data)}",
             reason="type",
         )
-    problem = _check_tree(data, ())
+    try:
+        problem = _check_tree(data, ())
+        flat = flatten(data) if problem is None else {}
+    except RecursionError:  # deeper than the parser alone could tell
+        raise too_deep(origin, format) from None
+    except ProtocolError as exc:  # pragma: no cover - _check_tree is stricter
+        raise DocumentError(f"{origin}: {exc}", reason="key") from None
     if problem is not None:
         reason, parts, why = problem
         line = yaml_line(text, parts) if format == "yaml" else None
         shown = parts[:-1] if reason == "key" else parts  # the key itself is in ``why``
         raise DocumentError(Problem(_dotted(shown), why, line).render(origin), reason=reason)
-    try:
-        flat = flatten(data)
-    except ProtocolError as exc:  # pragma: no cover - _check_tree is stricter
-        raise DocumentError(f"{origin}: {exc}", reason="key") from None
     return Document(origin, format, data, flat, digest(raw))
 
 

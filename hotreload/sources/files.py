@@ -9,6 +9,10 @@ A changed good document goes to `Sink.desired`; a bad one goes to `Sink.rejected
 content, after a short settle so an editor's truncate-then-write is not reported) and the last good
 one stays live. A vanished directory is awaited by watching its nearest existing ancestor; if
 inotify fails (e.g. ``fs.inotify.max_user_watches``) the watch falls back to polling.
+
+Files are read and parsed in a worker thread, so a slow disk or a big YAML file never stalls the
+event loop. Whatever a file holds is at worst a rejection of that file: one directory's watcher
+failing never stops the others.
 """
 
 from __future__ import annotations
@@ -64,15 +68,24 @@ class _File:
     good: Document | None = None  # the last good document: the desired state
 
     def read(self) -> tuple[str, Document | DocumentError | SettingsRejected]:
-        """(digest or MISSING, the document or why it is bad)."""
+        """(digest or MISSING, the document or why it is bad); never raises."""
         try:
             raw = read_bytes(self.path)
         except DocumentError as exc:
             return MISSING if exc.reason == "missing" else f"error:{exc}", exc
+        except Exception as exc:  # last resort: a bad file is a rejection, never a crash
+            why = f"{self.config.path}: cannot read: {type(exc).__name__}: {exc}"
+            return f"error:{why}", DocumentError(why, reason="read")
         try:
             doc = check_document(raw, self.format, origin=self.config.path, model=self.model)
         except (DocumentError, SettingsRejected) as exc:
             return digest(raw), exc
+        except Exception as exc:  # last resort, as above
+            log.debug("checking %s failed", self.config.path, exc_info=True)
+            fmt = self.format.upper()
+            return digest(raw), DocumentError(
+                f"{self.config.path}: invalid {fmt}: cannot be checked: {type(exc).__name__}: "
+                f"{exc}", reason=self.format)
         return doc.digest, doc
 
 
@@ -151,7 +164,7 @@ class FileSource:
 
     async def _check(self, entry: _File, sink: Sink, *, force: bool = False) -> None:
         async with entry.lock:
-            key, result = entry.read()
+            key, result = await asyncio.to_thread(entry.read)
             if key != entry.seen and not isinstance(result, Document):
                 key, result = await _settle(entry, key, result)
             changed = key != entry.seen
@@ -205,15 +218,20 @@ class FileSource:
                     log.warning("watching %s failed (%s); falling back to polling", target, exc,
                                 extra={"action": "watch_polling"})
                     polling = True
+            except Exception:  # a bug: keep this directory's watch alive, never the others'
+                log.exception("watching %s failed; retrying", target,
+                              extra={"action": "watch_failed"})
+                await _pause(stop, RETRY_S)
 
     async def _watch_once(self, directory: str, target: str, files: list[_File], sink: Sink,
                           stop: asyncio.Event, on_armed: Callable[[str], None],
                           polling: bool) -> None:
         """Watch ``target`` until it is no longer the right thing to watch."""
         ident = _ident(target)
+        done = _LinkedEvent(stop)  # ends this watch only; `stop` ends every watch
         changes: AsyncGenerator[set[tuple[Change, str]], None] = awatch(
             target, watch_filter=None, recursive=False, step=self._step_ms,
-            debounce=self._debounce_ms, stop_event=stop, rust_timeout=IDLE_CHECK_MS,
+            debounce=self._debounce_ms, stop_event=done, rust_timeout=IDLE_CHECK_MS,
             yield_on_timeout=True, force_polling=polling, poll_delay_ms=self._poll_delay_ms,
         )
         async with aclosing(changes):
@@ -242,9 +260,21 @@ class FileSource:
                         return
             finally:
                 if pending is not None and not pending.done():
-                    stop.set()  # we are being cancelled: let awatch's thread return now
+                    done.set()  # cancelled or failed: let awatch's thread return now
                     pending.cancel()
                     await asyncio.wait([pending])
+
+
+class _LinkedEvent(asyncio.Event):
+    """Set on its own, or when ``parent`` is: awatch sets its stop event when cancelled, and a
+    watch that ends must not stop the watches of the other directories."""
+
+    def __init__(self, parent: asyncio.Event) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def is_set(self) -> bool:  # polled by awatch's thread: reads two flags, no loop calls
+        return super().is_set() or self._parent.is_set()
 
 
 async def _settle(entry: _File, key: str, result: Document | DocumentError | SettingsRejected,
@@ -252,7 +282,7 @@ async def _settle(entry: _File, key: str, result: Document | DocumentError | Set
     """Re-read a newly bad file until it is good or the same bytes stay bad for `SETTLE_S`."""
     for _ in range(SETTLE_TRIES):
         await asyncio.sleep(SETTLE_S)
-        again_key, again = entry.read()
+        again_key, again = await asyncio.to_thread(entry.read)
         if isinstance(again, Document) or again_key == key:
             return again_key, again
         key, result = again_key, again

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from hotreload.config import FileSource as FileSourceConfig
+from hotreload.documents import MAX_DOCUMENT_BYTES, check_document
 from hotreload.errors import ConfigError
 from hotreload.sources import Source
 from hotreload.sources import files as files_mod
@@ -498,3 +499,130 @@ async def test_files_in_several_directories(tmp_path: Path) -> None:
         for ns, d in zip(("a", "c"), dirs, strict=True):
             replace_save(d / "s.json", f'{{"v": "{ns}"}}')
             await sink.wait_doc(ns, {"v": ns})
+
+
+# --------------------------------------------------------------------------- hostile files
+
+DEEP_YAML = "b: " + "[" * 5000 + "]" * 5000 + "\n"
+
+
+async def test_deeply_nested_file_is_a_rejection_and_every_watch_lives_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The reviewer's repro: a deep YAML save killed the source and no file published again."""
+    caplog.set_level(logging.INFO, logger="hotreload")
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    (dirs[0] / "bad.yaml").write_text("b: 1\n")
+    (dirs[0] / "good.yaml").write_text("a: 1\n")
+    (dirs[1] / "other.json").write_text('{"c": 1}')
+    sink = RecordingSink()
+    source = FileSource([cfg(dirs[0] / "bad.yaml", "bad"), cfg(dirs[0] / "good.yaml", "good"),
+                         cfg(dirs[1] / "other.json", "other")])
+    async with running(source, sink):
+        (dirs[0] / "bad.yaml").write_text(DEEP_YAML)
+        _, reason, detail = await sink.wait_rejected(1)
+        assert reason == "yaml"
+        assert detail == f"{dirs[0] / 'bad.yaml'}: invalid YAML: nested too deeply"
+        replace_save(dirs[0] / "good.yaml", "a: 2\n")  # same directory
+        await sink.wait_doc("good", {"a": 2})
+        replace_save(dirs[1] / "other.json", '{"c": 2}')  # another directory
+        await sink.wait_doc("other", {"c": 2})
+        await source.reconcile(sink)  # the daemon's periodic reconcile: the last good stays
+        assert sink.docs("bad") == [{"b": 1}, {"b": 1}]
+        replace_save(dirs[0] / "bad.yaml", "b: 2\n")
+        await sink.wait_doc("bad", {"b": 2})
+    assert len(sink.rejections) == 1
+    actions = {getattr(r, "action", None) for r in caplog.records}
+    assert not actions & {"watch_polling", "watch_failed"}  # a bad file is no inotify failure
+
+
+async def test_unexpected_error_while_checking_is_a_rejection(
+        conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = check_document
+
+    def check(raw: bytes, *args: Any, **kw: Any) -> Any:
+        if b"boom" in raw:
+            raise ZeroDivisionError("a bug")
+        return real(raw, *args, **kw)
+
+    monkeypatch.setattr(files_mod, "check_document", check)
+    sink = RecordingSink()
+    sentinel = Sentinel(sink, conf / "sentinel.json")
+    async with running(FileSource(two_files(conf)), sink):
+        replace_save(conf / "app.yaml", "boom: 1\n")
+        _, reason, detail = await sink.wait_rejected(1)
+        assert reason == "yaml"
+        assert detail == (f"{conf / 'app.yaml'}: invalid YAML: cannot be checked: "
+                          "ZeroDivisionError: a bug")
+        await sentinel.flush()
+        replace_save(conf / "app.yaml", yaml_of(pool=7))
+        await sink.wait_doc("app", doc(pool=7))
+    assert len(sink.rejections) == 1
+
+
+async def test_a_failing_watcher_never_stops_the_other_directories(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A watch that fails unexpectedly is retried alone; it must not set the shared stop."""
+    monkeypatch.setattr(files_mod, "RETRY_S", 0.05)
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+        (d / "s.json").write_text('{"v": 0}')
+    real = FileSource._check_all
+    fail = {"armed": False}
+
+    async def check_all(self: FileSource, files: Sequence[Any], sink: Any) -> None:
+        if fail["armed"] and files[0].config.namespace == "a":
+            fail["armed"] = False
+            raise LookupError("a bug in the watcher")
+        await real(self, files, sink)
+
+    monkeypatch.setattr(FileSource, "_check_all", check_all)
+    sink = RecordingSink()
+    source = FileSource([cfg(dirs[0] / "s.json", "a"), cfg(dirs[1] / "s.json", "b")])
+    async with running(source, sink):
+        fail["armed"] = True
+        replace_save(dirs[0] / "s.json", '{"v": 1}')  # a's watcher fails on this event
+        await sink.wait_until(lambda: not fail["armed"], "a's watcher to fail")
+        replace_save(dirs[1] / "s.json", '{"v": 2}')
+        await sink.wait_doc("b", {"v": 2})  # b's watcher was not stopped
+        await sink.wait_doc("a", {"v": 1})  # a's watcher re-armed and read the file again
+        replace_save(dirs[0] / "s.json", '{"v": 3}')
+        await sink.wait_doc("a", {"v": 3})
+    assert "watch_failed" in {getattr(r, "action", None) for r in caplog.records}
+
+
+async def test_a_fifo_in_place_of_the_file_never_blocks(conf: Path) -> None:
+    """A FIFO without a writer: opening it blocked the whole loop (and SIGTERM) forever."""
+    sink = RecordingSink()
+    sentinel = Sentinel(sink, conf / "sentinel.json")
+    source = FileSource(two_files(conf))
+    task = asyncio.create_task(source.run(sink))
+    async with asyncio.timeout(DEADLINE):
+        await source.ready.wait()
+    (conf / "app.yaml").unlink()
+    os.mkfifo(conf / "app.yaml")
+    await sink.wait_until(lambda: any(r[1] == "read" for r in sink.rejections), "rejection")
+    assert [r[1:] for r in sink.rejections] == [
+        ("read", f"{conf / 'app.yaml'}: cannot read: not a regular file (a FIFO)")]
+    await sentinel.flush()  # the loop and the watcher are alive
+    await source.reconcile(sink)
+    task.cancel()
+    async with asyncio.timeout(DEADLINE):
+        await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+
+
+async def test_an_oversized_file_is_rejected(conf: Path) -> None:
+    sink = RecordingSink()
+    async with running(FileSource(two_files(conf)), sink):
+        with (conf / "app.yaml").open("ab") as fh:
+            fh.truncate(MAX_DOCUMENT_BYTES + 1)  # sparse
+        _, reason, detail = await sink.wait_rejected(1)
+        assert reason == "read"
+        assert detail.endswith(f"cannot read: {MAX_DOCUMENT_BYTES + 1} bytes is over the limit "
+                               f"of {MAX_DOCUMENT_BYTES} bytes")
+        replace_save(conf / "app.yaml", yaml_of(pool=8))
+        await sink.wait_doc("app", doc(pool=8))

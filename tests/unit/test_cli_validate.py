@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +114,19 @@ def test_needs_a_file(app: click.Group) -> None:
 def test_does_not_need_a_config(app: click.Group, files: Path) -> None:
     (files / "config.yaml").write_text("this: is: not: valid\n")
     assert run(app, "good.yaml").exit_code == 0
+
+
+def test_hostile_files_are_errors_and_the_next_files_are_checked(
+        app: click.Group, files: Path) -> None:
+    """A deep document printed "unexpected error: RecursionError" and stopped; a FIFO hung."""
+    (files / "deep.yaml").write_text("b: " + "[" * 5000 + "]" * 5000 + "\n")
+    (files / "deep.json").write_text('{"b": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    os.mkfifo(files / "pipe.yaml")
+    result = run(app, "deep.yaml", "deep.json", "pipe.yaml", "good.yaml")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["ok: good.yaml (3 keys)"]
+    assert result.stderr.splitlines() == [
+        "error: deep.yaml: invalid YAML: nested too deeply",
+        "error: deep.json: invalid JSON: nested too deeply",
+        "error: pipe.yaml: cannot read: not a regular file (a FIFO)",
+    ]

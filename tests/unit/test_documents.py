@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from hotreload.documents import (
+    MAX_DOCUMENT_BYTES,
     Document,
     Problem,
     check_document,
@@ -391,3 +393,95 @@ def test_valid_document_with_schema(tmp_path: Path) -> None:
     assert load_document(path, schema=AppSettings).data == {"db": {"pool_size": 7}}
     assert check_document(b"db: {pool_size: 8}", "yaml", origin="x",
                           model=AppSettings).flat == {"db.pool_size": 8}
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+DEEP = {
+    "yaml": "b: " + "[" * 5000 + "]" * 5000 + "\n",
+    "json": '{"b": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "toml": "b = " + "[" * 5000 + "]" * 5000 + "\n",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(DEEP))
+def test_deep_nesting_is_a_rejection(tmp_path: Path, fmt: str) -> None:
+    err = fails(tmp_path, f"deep.{fmt}", DEEP[fmt])
+    assert err.reason == fmt
+    assert str(err) == f"{tmp_path / f'deep.{fmt}'}: invalid {fmt.upper()}: nested too deeply"
+
+
+@pytest.mark.parametrize("depth", [100, 300, 600, 900, 950, 980, 1000, 1100])
+def test_any_nesting_depth_is_a_document_or_a_rejection(depth: int) -> None:
+    """Depths the parser accepts but the checks below it cannot walk are rejections too."""
+    for fmt, text in [("json", '{"b": ' + "[" * depth + "]" * depth + "}"),
+                      ("json", '{"b": ' + '{"a": ' * depth + "1" + "}" * depth + "}"),
+                      ("yaml", "b: " + "[" * depth + "]" * depth)]:
+        try:
+            parse_document(text.encode(), fmt, origin="x")  # type: ignore[arg-type]
+        except DocumentError as exc:
+            rejected: DocumentError | None = exc
+        else:
+            rejected = None
+        if rejected is not None:
+            assert (rejected.reason, str(rejected)) == (
+                fmt, f"x: invalid {fmt.upper()}: nested too deeply")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "a.yaml"
+    os.mkfifo(fifo)  # no writer: a plain open() would block forever
+    with pytest.raises(DocumentError, match=r"a\.yaml: cannot read: not a regular file") as info:
+        load_document(fifo)
+    assert info.value.reason == "read"
+
+
+def test_a_symlink_to_a_fifo_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "pipe")
+    with pytest.raises(DocumentError, match="not a regular file") as info:
+        read_bytes(tmp_path / "a.yaml")
+    assert info.value.reason == "read"
+
+
+def test_a_fifo_swapped_in_after_the_check_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaced between stat and open: the open does not block, and fstat catches it."""
+    fifo = tmp_path / "a.yaml"
+    os.mkfifo(fifo)
+    regular = write(tmp_path, "b.yaml", "a: 1\n")
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: real_stat(regular))
+    with pytest.raises(DocumentError, match="not a regular file") as info:
+        read_bytes(fifo)
+    assert info.value.reason == "read"
+
+
+def test_oversized_file_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as fh:
+        fh.truncate(MAX_DOCUMENT_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(DocumentError) as info:
+        load_document(big)
+    assert info.value.reason == "read"
+    assert str(info.value) == (f"{big}: cannot read: {MAX_DOCUMENT_BYTES + 1} bytes is over the "
+                               f"limit of {MAX_DOCUMENT_BYTES} bytes")
+
+
+def test_size_limit_is_exact(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.json", '{"k": "' + "x" * 91 + '"}')  # 100 bytes
+    assert len(read_bytes(path, max_bytes=100)) == 100
+    with pytest.raises(DocumentError, match="over the limit of 99 bytes"):
+        read_bytes(path, max_bytes=99)
+
+
+def test_a_file_that_grows_after_the_check_is_cut_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = write(tmp_path, "big.yaml", "a: " + "x" * 300 + "\n")
+    small = os.stat(write(tmp_path, "small.yaml", "a: 1\n"))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: small)  # what the checks saw
+    monkeypatch.setattr(os, "fstat", lambda fd: small)
+    with pytest.raises(DocumentError, match="over the limit of 100 bytes") as info:
+        read_bytes(big, max_bytes=100)
+    assert info.value.reason == "read"
