@@ -107,7 +107,7 @@ async def test_gap_older_than_the_log_reloads_the_snapshot(proxy: Proxy, resp: i
         for i in range(2, 8):
             await pub.publish({"a": i})
         await pub.publish({}, ["gone"])
-        await pub.redis.xtrim(pub.keys().log, maxlen=0)  # the log lost what we missed
+        await pub.redis.delete(pub.keys().log)  # the log lost what we missed (trimmed)
         proxy.restore()
         await sub.wait_for_version(8, timeout=15)
         assert sub.as_dict() == {"a": 7}
