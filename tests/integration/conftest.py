@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis
 
+from hotreload import Invalidation
 from hotreload import protocol as p
 from hotreload.config import HotReloadConfig, build_config
 from tests.conftest import REDIS_URL
@@ -29,6 +30,20 @@ def make_config(url: str = REDIS_URL, protocol: int = 3, **extra: Any) -> HotRel
                             "subscriber": dict(FAST_SUBSCRIBER)}
     data.update(extra)
     return build_config(data)
+
+
+class RecordingHook:
+    """A `CacheHook` that records what the subscriber tells it."""
+
+    def __init__(self) -> None:
+        self.events: list[Invalidation] = []
+        self.trusted: list[bool] = []
+
+    def invalidate(self, event: Invalidation) -> None:
+        self.events.append(event)
+
+    def set_trusted(self, trusted: bool) -> None:
+        self.trusted.append(trusted)
 
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])

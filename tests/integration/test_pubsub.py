@@ -23,7 +23,7 @@ from hotreload import (
 )
 from hotreload import protocol as p
 from tests.conftest import REDIS_URL, await_until, wait_until
-from tests.integration.conftest import make_config
+from tests.integration.conftest import RecordingHook, make_config
 
 pytestmark = pytest.mark.integration
 
@@ -173,18 +173,7 @@ async def test_listener_errors_do_not_stop_other_listeners(
 async def test_invalidations_reach_cache_hooks_and_listeners(
     apub: AsyncPublisher, sub: AsyncSubscriber[Any]
 ) -> None:
-    class Hook:
-        def __init__(self) -> None:
-            self.events: list[Invalidation] = []
-            self.trusted: list[bool] = []
-
-        def invalidate(self, event: Invalidation) -> None:
-            self.events.append(event)
-
-        def set_trusted(self, trusted: bool) -> None:
-            self.trusted.append(trusted)
-
-    hook = Hook()
+    hook = RecordingHook()
     sub.register_cache(hook)
     heard: list[Invalidation] = []
     sub.on_invalidate(prefixes=["user:"])(heard.append)

@@ -8,25 +8,13 @@ from typing import Any
 
 import pytest
 
-from hotreload import AsyncPublisher, AsyncSubscriber, Invalidation, Resync, SettingsChange
+from hotreload import AsyncPublisher, AsyncSubscriber, Resync, SettingsChange
 from tests.conftest import await_until
-from tests.integration.conftest import make_config
+from tests.integration.conftest import RecordingHook, make_config
 from tests.integration.proxy import Proxy
 from tests.integration.servers import RedisServer, redis_server
 
 pytestmark = pytest.mark.integration
-
-
-class Hook:
-    def __init__(self) -> None:
-        self.events: list[Invalidation] = []
-        self.trusted: list[bool] = []
-
-    def invalidate(self, event: Invalidation) -> None:
-        self.events.append(event)
-
-    def set_trusted(self, trusted: bool) -> None:
-        self.trusted.append(trusted)
 
 
 @pytest.fixture
@@ -70,7 +58,7 @@ async def test_events_missed_while_cut_off_are_replayed_in_order(proxy: Proxy, r
     sub_config = make_config(url=proxy.url, protocol=resp)
     async with AsyncPublisher(pub_config, namespace=namespace) as pub, \
             AsyncSubscriber(sub_config, namespace=namespace) as sub:
-        hook = Hook()
+        hook = RecordingHook()
         sub.register_cache(hook)
         seen: list[int] = []
         sub.on_change(lambda ch: seen.append(ch.version))
@@ -96,7 +84,7 @@ async def test_gap_older_than_the_log_reloads_the_snapshot(proxy: Proxy, resp: i
     sub_config = make_config(url=proxy.url, protocol=resp)
     async with AsyncPublisher(pub_config, namespace=namespace) as pub, \
             AsyncSubscriber(sub_config, namespace=namespace) as sub:
-        hook = Hook()
+        hook = RecordingHook()
         sub.register_cache(hook)
         changes: list[SettingsChange] = []
         sub.on_change(changes.append)
