@@ -123,7 +123,7 @@ async def test_dropped_link_never_serves_a_write_missed_meanwhile(
         seen.append(await reader.get("k", store.load))
     assert seen
     assert set(seen) == {"new"}, seen
-    assert reader_sub.stats.reconnects == reconnects + 1
+    assert reader_sub.stats.reconnects >= reconnects + 1
     if trim_log:
         assert "other" not in reader.l1  # the snapshot reload cleared all of L1
         assert reader_sub.stats.reloads >= 2
