@@ -19,7 +19,8 @@ from .errors import (
 from .events import CacheHook, Invalidation, Resync, SettingsChange
 from .protocol import MISSING, Change, Envelope, Snapshot
 from .publisher import AsyncPublisher, Publisher, PublishResult
-from .subscriber import AsyncSubscriber, Subscriber
+from .subscriber import AsyncSubscriber
+from .sync_subscriber import Subscriber
 
 __all__ = [
     "MISSING",

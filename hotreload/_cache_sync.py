@@ -10,7 +10,8 @@ from typing import Any
 from ._cache_async import AsyncTwoLevelCache
 from ._l2 import Serializer
 from .publisher import AsyncPublisher
-from .subscriber import AsyncSubscriber, Subscriber
+from .subscriber import AsyncSubscriber
+from .sync_subscriber import Subscriber
 
 
 class TwoLevelCache:

@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import pydantic
 import redis.asyncio as aioredis
@@ -27,7 +26,7 @@ from redis.asyncio.client import PubSub
 from . import protocol as p
 from ._frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
 from ._gc import collect_startup_garbage
-from ._sync import LoopThread
+from ._substate import Current, Link, Stats, Tree
 from .config import HotReloadConfig
 from .connection import REDIS_ERRORS, describe_error, make_client
 from .errors import HotReloadError, ProtocolError, SettingsRejected, StartTimeout
@@ -41,45 +40,6 @@ POLL_SECONDS = 0.25
 #: How long an event may be in flight before "the server is ahead" means "we lost one".
 VERSION_RECHECK_SECONDS = 0.5
 HEARTBEAT_MESSAGE = "hotreload-heartbeat"
-
-
-@dataclass(frozen=True, slots=True)
-class _Current:
-    version: int
-    flat: dict[str, Any]
-    nested: dict[str, Any]
-    settings: Any
-    index: dict[str, Any]
-
-
-_Tree = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # nested, flat, index
-
-
-@dataclass(slots=True)
-class _Stats:
-    events: int = 0
-    invalidations: int = 0
-    rejected_messages: int = 0
-    rejected_settings: int = 0
-    resyncs: int = 0
-    replays: int = 0
-    reloads: int = 0
-    reconnects: int = 0
-    heartbeat_timeouts: int = 0
-
-
-@dataclass(slots=True)
-class _Link:
-    connected: bool = False
-    last_rx: float = 0.0
-    ping_sent: float | None = None
-    next_version_check: float = 0.0
-    down_logged: bool = False
-    ever_connected: bool = False
-    last_failure: str = ""
-    errors: int = field(default=0)
-    behind_target: int | None = None
-    behind_check: float = 0.0
 
 
 class AsyncSubscriber(Generic[ModelT]):
@@ -118,13 +78,13 @@ class AsyncSubscriber(Generic[ModelT]):
         self._raw_flat: dict[str, Any] = {}
         self._epoch: str | None = None  # which history of the namespace we follow
         self._raw_checksum: str | None = None
-        self._current = _Current(0, {}, {}, self._empty_settings(), {})
+        self._current = Current(0, {}, {}, self._empty_settings(), {})
         self.get = self._current.index.get
         self._events = Dispatcher(self.namespace)
-        self._swap_hooks: list[Callable[[_Current], None]] = []
+        self._swap_hooks: list[Callable[[Current], None]] = []
         self.last_error: str | None = None
-        self.stats = _Stats()
-        self._link = _Link()
+        self.stats = Stats()
+        self._link = Link()
 
     # ------------------------------------------------------------------ public state
 
@@ -419,7 +379,7 @@ class AsyncSubscriber(Generic[ModelT]):
         else:
             self.stats.events += 1
             self._raw_checksum = env.checksum
-            tree: _Tree | None = None
+            tree: Tree | None = None
             if self.last_error is None:  # the usual case: patch only what changed
                 cur = self._current
                 patched = patch_tree(cur.nested, cur.index, env.changes)
@@ -432,7 +392,7 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def _settle(self, version: int, changes: tuple[p.Change, ...] | None, source: str,
                       origin: str, ts: float, resync: bool, notify: bool = True,
-                      tree: _Tree | None = None) -> None:
+                      tree: Tree | None = None) -> None:
         """Validate the raw state; swap it in if valid, keep the last good one if not."""
         old = self._current
         recovering = self.last_error is not None
@@ -463,7 +423,7 @@ class AsyncSubscriber(Generic[ModelT]):
     def _empty_settings(self) -> Any:
         return self._build(0, {}).settings if self.model is None else None
 
-    def _build(self, version: int, flat: dict[str, Any], tree: _Tree | None = None) -> _Current:
+    def _build(self, version: int, flat: dict[str, Any], tree: Tree | None = None) -> Current:
         if tree is None:
             nested = p.unflatten(flat)
             index = index_tree(nested)[1]
@@ -479,9 +439,9 @@ class AsyncSubscriber(Generic[ModelT]):
             except Exception as exc:  # a broken model must not break the subscriber
                 raise SettingsRejected(
                     f"{self.model.__name__} raised {type(exc).__name__}: {exc}") from None
-        return _Current(version, flat, nested, settings, index)
+        return Current(version, flat, nested, settings, index)
 
-    def _swap(self, new: _Current) -> None:
+    def _swap(self, new: Current) -> None:
         self._current = new
         self.get = new.index.get
         for hook in self._swap_hooks:
@@ -622,141 +582,3 @@ def _describe_validation(exc: pydantic.ValidationError) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
-
-
-class Subscriber(Generic[ModelT]):
-    """The synchronous facade: runs an `AsyncSubscriber` on one background thread.
-
-    Listeners registered here are called on that thread; keep them short.
-    """
-
-    get: Callable[..., Any]
-
-    def __init__(
-        self,
-        config: HotReloadConfig | str | None = None,
-        *,
-        namespace: str | None = None,
-        model: type[ModelT] | None = None,
-    ) -> None:
-        self._thread = LoopThread(name="hotreload-subscriber")
-        try:
-            self._core: AsyncSubscriber[ModelT] = self._thread.run(
-                _build_subscriber(config, namespace, model))
-        except BaseException:
-            self._thread.stop()
-            raise
-        self.get = self._core.get
-        self._core._swap_hooks.append(self._on_swap)
-
-    def _on_swap(self, new: _Current) -> None:
-        self.get = new.index.get
-
-    @property
-    def core(self) -> AsyncSubscriber[ModelT]:
-        return self._core
-
-    @property
-    def namespace(self) -> str:
-        return self._core.namespace
-
-    @property
-    def settings(self) -> Any:
-        return self._core.settings
-
-    @property
-    def version(self) -> int:
-        return self._core.version
-
-    @property
-    def received_version(self) -> int:
-        return self._core.received_version
-
-    @property
-    def last_error(self) -> str | None:
-        return self._core.last_error
-
-    @property
-    def connected(self) -> bool:
-        return self._core.connected
-
-    def as_dict(self) -> dict[str, Any]:
-        return self._core.as_dict()
-
-    def status(self) -> dict[str, Any]:
-        return self._core.status()
-
-    def __enter__(self) -> Subscriber[ModelT]:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self, timeout: float | None = 10.0) -> None:
-        if not self._thread.running:
-            raise HotReloadError("this Subscriber was closed (or failed to start); "
-                                 "create a new one")
-        try:
-            self._thread.run(self._core.start(timeout))
-        except BaseException:
-            self._thread.stop()
-            raise
-
-    def wait_for_version(self, version: int, timeout: float = 10.0, *,
-                         applied: bool = True) -> None:
-        self._thread.run(self._core.wait_for_version(version, timeout, applied=applied))
-
-    def close(self) -> None:
-        """Stop following and release the connections (idempotent).
-
-        From a listener (on the subscriber's own thread) the close is scheduled and happens
-        right after the listener returns.
-        """
-        if not self._thread.running:
-            return
-        if self._thread.in_loop_thread():
-            self._thread.loop.create_task(self._close_from_inside())
-            return
-        try:
-            self._thread.run(self._core.aclose(), timeout=10)
-        finally:
-            self._thread.stop()
-
-    async def _close_from_inside(self) -> None:
-        try:
-            await self._core.aclose()
-        finally:
-            self._thread.loop.stop()
-
-    def on_change(self, func: F | None = None, /, *, keys: Sequence[str] = (),
-                  prefixes: Sequence[str] = ()) -> Any:
-        """Register a (sync) change listener; see `AsyncSubscriber.on_change`."""
-        if func is not None:
-            return self._core.on_change(func)
-        return self._core.on_change(keys=keys, prefixes=prefixes)
-
-    def on_invalidate(self, func: F | None = None, /, *, keys: Sequence[str] = (),
-                      prefixes: Sequence[str] = ()) -> Any:
-        if func is not None:
-            return self._core.on_invalidate(func)
-        return self._core.on_invalidate(keys=keys, prefixes=prefixes)
-
-    def on_resync(self, func: F) -> F:
-        return self._core.on_resync(func)
-
-    def register_cache(self, cache: CacheHook) -> None:
-        self._thread.loop.call_soon_threadsafe(self._core.register_cache, cache)
-
-    def run_coroutine(self, coro: Awaitable[Any]) -> Any:
-        """Run a coroutine on the subscriber's loop (for integrations such as the cache)."""
-        return self._thread.run(cast(Any, coro))
-
-    @property
-    def loop_thread(self) -> LoopThread:
-        return self._thread
-
-
-async def _build_subscriber(config: HotReloadConfig | str | None, namespace: str | None,
-                            model: type[ModelT] | None) -> AsyncSubscriber[ModelT]:
-    return AsyncSubscriber(config, namespace=namespace, model=model)
