@@ -309,6 +309,7 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
         info: dict[str, Any] = {
             "namespace": snap.namespace,
             "version": snap.version,
+            "epoch": snap.epoch or None,
             "checksum": snap.checksum,
             "updated_at": _ts(snap.updated_at) if snap.updated_at else None,
             "keys": len(snap.flat),
@@ -322,7 +323,8 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(info)
         return
-    for key in ("namespace", "version", "checksum", "updated_at", "keys", "subscribers", "redis"):
+    for key in ("namespace", "version", "epoch", "checksum", "updated_at", "keys", "subscribers",
+                "redis"):
         click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")
     if not info["daemons"]:
         click.echo("daemons:     none running")
