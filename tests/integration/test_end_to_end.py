@@ -62,7 +62,9 @@ daemon: {{http: null, reconcile_interval: 60}}
     _, err = install.communicate(timeout=60)
     assert install.returncode == 0, err
     yield {"cfg": cfg, **names}
-    psql(f"DROP TABLE IF EXISTS {names['table']} CASCADE")
+    uninstall = hotreload("-c", str(cfg), "db", "uninstall", "--yes")
+    _, err = uninstall.communicate(timeout=60)
+    assert uninstall.returncode == 0, err
 
 
 async def test_psql_updates_reach_subscribers_even_across_a_listener_kill(
