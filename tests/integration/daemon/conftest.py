@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -114,3 +115,20 @@ async def subscriber_factory() -> AsyncIterator[Callable[..., Any]]:
     yield make
     for sub in subs:
         await sub.aclose()
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Any]:
+    """``start(daemon)`` runs a `Daemon` in this loop; every one is stopped at the end."""
+    from hotreload.daemon import Daemon
+
+    daemons: list[tuple[Daemon, asyncio.Task[None]]] = []
+
+    def start(daemon: Daemon) -> Daemon:
+        daemons.append((daemon, asyncio.create_task(daemon.run())))
+        return daemon
+
+    yield start
+    for daemon, task in daemons:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,20 +17,6 @@ from hotreload.daemon import Daemon
 pytestmark = pytest.mark.integration
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Any]:
-    daemons: list[tuple[Daemon, asyncio.Task[None]]] = []
-
-    def start(daemon: Daemon) -> Daemon:
-        daemons.append((daemon, asyncio.create_task(daemon.run())))
-        return daemon
-
-    yield start
-    for daemon, task in daemons:
-        daemon.stop()
-        await asyncio.wait_for(task, 10)
 
 
 def pg_config(write_config: WriteConfig, dsn: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -68,20 +67,6 @@ class MemorySource:
     async def reconcile(self, sink: Sink) -> None:
         self.reconciles += 1
         await sink.desired(self.namespace, dict(self.document), source=self.name)
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Any]:
-    daemons: list[tuple[Daemon, asyncio.Task[None]]] = []
-
-    def start(daemon: Daemon) -> Daemon:
-        daemons.append((daemon, asyncio.create_task(daemon.run())))
-        return daemon
-
-    yield start
-    for daemon, task in daemons:
-        daemon.stop()
-        await asyncio.wait_for(task, 5)
 
 
 async def test_standby_publishes_nothing_and_reconciles_before_leading(
