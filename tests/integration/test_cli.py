@@ -96,13 +96,18 @@ def test_tail_prints_one_line_per_applied_event(run, tmp_path: Path, namespace: 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
-    assert proc.stdout is not None
-    ready = json.loads(proc.stdout.readline())
-    assert ready == {"type": "ready", "namespace": namespace, "version": 1}
-    run("publish", "a=2")
-    run("invalidate", "k1")
-    run("publish", "b=true")
-    out, err = proc.communicate(timeout=30)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready == {"type": "ready", "namespace": namespace, "version": 1}
+        run("publish", "a=2")
+        run("invalidate", "k1")
+        run("publish", "b=true")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave the process behind
+            proc.kill()
+            proc.communicate()
     lines = [json.loads(x) for x in out.splitlines()]
     assert [(x["type"], x["version"]) for x in lines] == [("change", 2), ("invalidate", 3),
                                                          ("change", 4)]
