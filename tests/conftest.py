@@ -24,6 +24,19 @@ def namespace() -> str:
     return unique()
 
 
+def delete_keys(pattern: str) -> None:
+    """Delete every key of the shared Redis matching ``pattern`` (a test's own keys only)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        names = list(client.scan_iter(match=pattern, count=1000))
+        if names:
+            client.unlink(*names)
+    finally:
+        client.close()
+
+
 def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
     """Poll ``cond`` until it is truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import redis
 from hotreload import Invalidation
 from hotreload import protocol as p
 from hotreload.config import HotReloadConfig, build_config
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, delete_keys
 
 FAST_SUBSCRIBER = {"heartbeat_interval": 0.5, "heartbeat_timeout": 1.5,
                    "version_check_interval": 1.0, "reconnect_backoff_max": 0.5}
@@ -67,10 +67,7 @@ def raw_redis() -> Iterator[redis.Redis]:
 @pytest.fixture(autouse=True)
 def _cleanup_namespace(namespace: str) -> Iterator[None]:
     yield
-    keys = p.keys_for(namespace)
-    client = redis.Redis.from_url(REDIS_URL)
-    client.delete(keys.snapshot, keys.log)
-    client.close()
+    delete_keys(f"{p.DEFAULT_PREFIX}:{{{namespace}}}:*")
 
 
 @pytest.fixture

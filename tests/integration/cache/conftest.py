@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from hotreload import AsyncSubscriber, HotReloadConfig, Subscriber
 from hotreload.cache import AsyncTwoLevelCache, TwoLevelCache
-from tests.conftest import REDIS_URL, await_until, wait_until
+from tests.conftest import REDIS_URL, await_until, delete_keys, wait_until
 
 __all__ = ["REDIS_URL", "CacheFactory", "Store", "SubFactory", "await_until", "wait_until"]
 
@@ -62,13 +62,7 @@ def namespace() -> Iterator[str]:
     """A namespace no other test uses; its Redis keys are deleted afterwards."""
     ns = f"tc-{uuid.uuid4().hex[:12]}"
     yield ns
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        names = list(client.scan_iter(match=f"hotreload:{{{ns}}}:*", count=1000))
-        if names:
-            client.unlink(*names)
-    finally:
-        client.close()
+    delete_keys(f"hotreload:{{{ns}}}:*")
 
 
 @pytest.fixture

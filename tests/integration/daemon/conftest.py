@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import yaml
 from daemon_helpers import (
     REDIS_URL,
@@ -22,6 +21,7 @@ from daemon_helpers import (
 )
 
 from hotreload.config import HotReloadConfig, build_config
+from tests.conftest import delete_keys
 
 
 @pytest.fixture
@@ -34,13 +34,7 @@ def prefix(uid: str) -> Iterator[str]:
     """A key prefix of this test only; its keys are deleted afterwards."""
     name = f"t-{uid}"
     yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{name}:*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(f"{name}:*")
 
 
 @pytest.fixture
