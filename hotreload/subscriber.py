@@ -308,7 +308,13 @@ class AsyncSubscriber(Generic[ModelT]):
             raw = self._raw_version
             if server == raw == 0:
                 return  # the namespace is (still) absent on the server
-            if epoch != self._epoch or server < raw or (server == raw and cs != self._raw_checksum):
+            if self._epoch is None and raw == 0 and server > 0:
+                # The namespace did not exist when we loaded it and has been created since: its
+                # first events may still be in flight. Like a server ahead: check again shortly.
+                link.behind_target = server
+                link.behind_check = now + VERSION_RECHECK_SECONDS
+            elif (epoch != self._epoch or server < raw
+                  or (server == raw and cs != self._raw_checksum)):
                 # another history, a server behind us, or the same version with other content
                 await self._resync("version check", force=True)
             elif server > raw:
@@ -482,6 +488,9 @@ class AsyncSubscriber(Generic[ModelT]):
             self._ready.set()  # else: no valid settings at all yet; stay not ready
         if self._link.connected:
             self._events.set_trusted(True)
+        # A resync read the server's state just now: the backstop check is due an interval later.
+        self._link.next_version_check = (asyncio.get_running_loop().time()
+                                         + self._tuning.version_check_interval)
         if start < 0:
             log.info("subscriber of %s loaded v%d", self.namespace, self._raw_version,
                      extra={"action": "loaded", "namespace": self.namespace,

@@ -200,3 +200,27 @@ async def test_ready_when_the_first_valid_settings_come_by_event(
 
 class Strict2(BaseModel):
     port: int
+
+
+async def test_a_namespace_created_after_start_is_followed_without_a_reload(
+        server: fakeredis.FakeServer, pub: AsyncPublisher) -> None:
+    """The first version check of a subscriber that loaded a never-published namespace sees the
+    namespace's new epoch before its first event arrives: that is the history it follows, not
+    another one (no reload, no "invalidate everything", and v1 is applied, not dropped)."""
+    sub = await paused_subscriber(server)
+    hook = Hook()
+    sub.register_cache(hook)
+    seen: list[int] = []
+    sub.on_change(lambda ch: seen.append(ch.version))
+    reloads = sub.stats.reloads
+    await pub.publish({"n": 1})
+    assert sub._pubsub is not None
+    now = asyncio.get_running_loop().time()
+    sub._link.connected = True
+    sub._link.last_rx = now
+    sub._link.next_version_check = 0.0  # the check is due before v1's message arrives
+    await sub._tick(sub._pubsub, now)
+    await sub._on_message(await last_message(pub))
+    await sub._tick(sub._pubsub, now + 1.0)  # the re-check after the in-flight grace period
+    assert seen == [1] and sub.get("n") == 1
+    assert sub.stats.reloads == reloads and hook.events == []
