@@ -343,10 +343,18 @@ class AsyncPublisher:
 class Publisher:
     """The synchronous facade: runs an `AsyncPublisher` on one background thread."""
 
-    def __init__(self, config: HotReloadConfig | str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: HotReloadConfig | str | None = None,
+        *,
+        namespace: str | None = None,
+        source: str = "api",
+        origin: str | None = None,
+    ) -> None:
         self._thread = LoopThread(name="hotreload-publisher")
         try:
-            self._core: AsyncPublisher = self._thread.run(_build_publisher(config, kwargs))
+            self._core: AsyncPublisher = self._thread.run(
+                _build_publisher(config, namespace, source, origin))
         except BaseException:
             self._thread.stop()
             raise
@@ -368,19 +376,41 @@ class Publisher:
             finally:
                 self._thread.stop()
 
-    def publish(self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (),
-                **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.publish(changes, list(delete), **kwargs))
+    def keys(self, namespace: str | None = None) -> p.Keys:
+        return self._core.keys(namespace)
 
-    def replace(self, document: Mapping[str, Any], **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.replace(document, **kwargs))
+    def publish(
+        self,
+        changes: Mapping[str, Any] | None = None,
+        delete: Iterable[str] = (),
+        *,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        return self._thread.run(self._core.publish(changes, list(delete), namespace=namespace,
+                                                   source=source))
 
-    def invalidate(self, keys: Sequence[str] = (), prefixes: Sequence[str] = (),
-                   **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.invalidate(keys, prefixes, **kwargs))
+    def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
+                source: str | None = None) -> PublishResult:
+        return self._thread.run(self._core.replace(document, namespace=namespace,
+                                                   source=source))
 
-    def rollback(self, to_version: int, **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.rollback(to_version, **kwargs))
+    def invalidate(
+        self,
+        keys: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+        *,
+        everything: bool = False,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        return self._thread.run(self._core.invalidate(
+            keys, prefixes, everything=everything, namespace=namespace, source=source))
+
+    def rollback(self, to_version: int, *, namespace: str | None = None,
+                 source: str = "rollback") -> PublishResult:
+        return self._thread.run(self._core.rollback(to_version, namespace=namespace,
+                                                    source=source))
 
     def snapshot(self, namespace: str | None = None) -> p.Snapshot:
         return self._thread.run(self._core.snapshot(namespace))
@@ -388,16 +418,17 @@ class Publisher:
     def version(self, namespace: str | None = None) -> int:
         return self._thread.run(self._core.version(namespace))
 
-    def history(self, namespace: str | None = None, **kwargs: Any) -> list[p.Envelope]:
-        return self._thread.run(self._core.history(namespace, **kwargs))
+    def history(self, namespace: str | None = None, *, limit: int = 20,
+                since: int = 0) -> list[p.Envelope]:
+        return self._thread.run(self._core.history(namespace, limit=limit, since=since))
 
     def subscribers(self, namespace: str | None = None) -> int:
         return self._thread.run(self._core.subscribers(namespace))
 
 
-async def _build_publisher(config: HotReloadConfig | str | None,
-                           kwargs: dict[str, Any]) -> AsyncPublisher:
-    return AsyncPublisher(config, **kwargs)
+async def _build_publisher(config: HotReloadConfig | str | None, namespace: str | None,
+                           source: str, origin: str | None) -> AsyncPublisher:
+    return AsyncPublisher(config, namespace=namespace, source=source, origin=origin)
 
 
 def _as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:

@@ -205,6 +205,30 @@ def test_sync_facade(config: HotReloadConfig, namespace: str) -> None:
         assert pub.subscribers() >= 1
 
 
+def test_sync_listeners_passed_directly_keep_their_key_filters(
+    config: HotReloadConfig, namespace: str
+) -> None:
+    with Publisher(config, namespace=namespace) as pub, \
+            Subscriber(config, namespace=namespace) as sub:
+        db_changes: list[int] = []
+        user_invalidations: list[int] = []
+        heard: list[int] = []
+        sub.on_change(lambda ch: db_changes.append(ch.version), keys=["db"])
+        sub.on_invalidate(lambda inv: user_invalidations.append(inv.version),
+                          prefixes=["user:"])
+        sub.on_change(lambda ch: heard.append(ch.version))
+        sub.on_invalidate(lambda inv: heard.append(inv.version))
+        pub.publish({"name": "x"})
+        pub.publish({"db.host": "y"})
+        pub.invalidate(["order:1"])
+        pub.invalidate(["user:1"])
+        # Listeners run in order on one thread: once the unfiltered ones heard v4, the
+        # filtered ones have had their chance at every event.
+        wait_until(lambda: heard == [1, 2, 3, 4], what="every event")
+        assert db_changes == [2]
+        assert user_invalidations == [4]
+
+
 def test_signed_messages_only(namespace: str) -> None:
     config = make_config(security={"hmac_key": "s3cret-key"})
     with Publisher(config, namespace=namespace) as pub, \
