@@ -106,7 +106,8 @@ class AsyncPublisher:
         client: aioredis.Redis | None = None,
     ) -> None:
         self.config = _as_config(config)
-        self.namespace = p.check_name(namespace or self.config.namespace, "namespace")
+        self.namespace = p.check_name(self.config.namespace if namespace is None else namespace,
+                                      "namespace")
         self.source = source
         self.origin = origin or default_origin()
         self._hmac = self.config.security.key_bytes()
@@ -128,8 +129,12 @@ class AsyncPublisher:
         if self._own_client:
             await self.redis.aclose()
 
+    def _ns(self, namespace: str | None) -> str:
+        """The namespace of a call: ours unless given (an empty one is an error, not ours)."""
+        return self.namespace if namespace is None else namespace
+
     def keys(self, namespace: str | None = None) -> p.Keys:
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         keys = self._keys.get(ns)
         if keys is None:
             keys = self._keys[ns] = p.keys_for(ns, self.config.prefix)
@@ -139,7 +144,7 @@ class AsyncPublisher:
 
     async def snapshot(self, namespace: str | None = None) -> p.Snapshot:
         """The current snapshot (version 0 and ``{}`` for a namespace never published)."""
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         async with wrap_errors(f"reading the snapshot of {ns!r}"):
             fields = await self.redis.hgetall(self.keys(ns).snapshot)
         return p.decode_snapshot(ns, fields, hmac_key=self._hmac)
@@ -151,7 +156,7 @@ class AsyncPublisher:
         return int(version or 0), text
 
     async def version(self, namespace: str | None = None) -> int:
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         async with wrap_errors(f"reading the version of {ns!r}"):
             raw = await self.redis.hget(self.keys(ns).snapshot, "version")
         return int(raw or 0)
@@ -160,7 +165,7 @@ class AsyncPublisher:
         self, namespace: str | None = None, *, limit: int = 20, since: int = 0
     ) -> list[p.Envelope]:
         """The newest ``limit`` events of the log (oldest first), or all after ``since``."""
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         key = self.keys(ns).log
         async with wrap_errors(f"reading the log of {ns!r}"):
             if since:
@@ -190,9 +195,8 @@ class AsyncPublisher:
         """Set and delete dotted keys as one event with one version (no-op if nothing changes)."""
         sets = dict(changes or {})
         deletes = list(delete)
-        return await self._commit(
-            namespace or self.namespace, source, lambda flat: p.update(flat, sets, deletes)
-        )
+        return await self._commit(self._ns(namespace), source,
+                                  lambda flat: p.update(flat, sets, deletes))
 
     async def replace(
         self, document: Mapping[str, Any], *, namespace: str | None = None,
@@ -201,7 +205,7 @@ class AsyncPublisher:
         """Make the namespace's settings exactly ``document``: one event with the diff."""
         p.check_json_value(document, "document")
         target = p.flatten(p.loads(p.canonical_json(document)))  # a private deep copy
-        return await self._commit(namespace or self.namespace, source, lambda _flat: target)
+        return await self._commit(self._ns(namespace), source, lambda _flat: target)
 
     async def invalidate(
         self,
@@ -215,7 +219,7 @@ class AsyncPublisher:
         """Tell every subscriber's caches to drop ``keys``, ``prefixes`` (or everything)."""
         if not (keys or prefixes or everything):
             raise ValueError("invalidate needs keys, prefixes or everything=True")
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         return await self._commit(ns, source, None, invalidation=(tuple(keys), tuple(prefixes),
                                                                    everything))
 
@@ -223,7 +227,7 @@ class AsyncPublisher:
         self, to_version: int, *, namespace: str | None = None, source: str = "rollback"
     ) -> PublishResult:
         """Publish the settings as they were at ``to_version`` (a new event, not a rewind)."""
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         snap = await self.snapshot(ns)
         if not 0 <= to_version <= snap.version:
             raise HistoryError(f"version {to_version} is not between 0 and {snap.version}")

@@ -12,8 +12,9 @@ import click
 
 from .._version import __version__
 from ..config import HotReloadConfig, load_config
-from ..errors import HotReloadError
+from ..errors import HotReloadError, ProtocolError
 from ..logs import configure_logging
+from ..protocol import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,8 +80,19 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _check_namespace(_ctx: click.Context, _param: click.Parameter,
+                     value: str | None) -> str | None:
+    """An explicit ``-n`` must be a valid name: ``-n "$UNSET"`` never means the default."""
+    if value is None:
+        return None
+    try:
+        return check_name(value, "namespace")
+    except ProtocolError as exc:
+        raise click.BadParameter(str(exc).removeprefix("invalid namespace ")) from None
+
+
 def namespace_option(func: F) -> F:
-    return click.option("-n", "--namespace", default=None,
+    return click.option("-n", "--namespace", default=None, callback=_check_namespace,
                         help="Namespace [default: the config's namespace].")(func)
 
 
