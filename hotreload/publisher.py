@@ -84,6 +84,21 @@ class PublishResult:
         return self.version is not None
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a rollback would do: from the current version to the settings of ``to_version``."""
+
+    namespace: str
+    from_version: int
+    to_version: int
+    changes: tuple[p.Change, ...]
+    settings: dict[str, Any]
+
+    @property
+    def flat(self) -> dict[str, Any]:
+        return p.flatten(self.settings)
+
+
 @dataclass(slots=True)
 class _State:
     version: int
@@ -223,10 +238,9 @@ class AsyncPublisher:
         return await self._commit(ns, source, None, invalidation=(tuple(keys), tuple(prefixes),
                                                                    everything))
 
-    async def rollback(
-        self, to_version: int, *, namespace: str | None = None, source: str = "rollback"
-    ) -> PublishResult:
-        """Publish the settings as they were at ``to_version`` (a new event, not a rewind)."""
+    async def plan_rollback(self, to_version: int, *,
+                            namespace: str | None = None) -> RollbackPlan:
+        """What `rollback` to ``to_version`` would change now (nothing is published)."""
         ns = self._ns(namespace)
         snap = await self.snapshot(ns)
         if not 0 <= to_version <= snap.version:
@@ -242,7 +256,24 @@ class AsyncPublisher:
         for env in reversed(events):
             if env.version <= snap.version and env.kind == "config":
                 flat = p.revert_changes(flat, env.changes)
-        return await self.replace(p.unflatten(flat), namespace=ns, source=source)
+        return RollbackPlan(ns, snap.version, to_version, p.diff(snap.flat, flat),
+                            p.unflatten(flat))
+
+    async def rollback(
+        self, to_version: int, *, namespace: str | None = None, source: str = "rollback",
+        expected_version: int | None = None,
+    ) -> PublishResult:
+        """Publish the settings as they were at ``to_version`` (a new event, not a rewind).
+
+        With ``expected_version`` (the ``from_version`` of a `plan_rollback` you showed), a
+        namespace that has moved on since raises `ConflictError` and publishes nothing.
+        """
+        plan = await self.plan_rollback(to_version, namespace=namespace)
+        if expected_version is not None and plan.from_version != expected_version:
+            raise _moved_on(plan.namespace, plan.from_version, expected_version)
+        target = plan.flat
+        return await self._commit(plan.namespace, source, lambda _flat: target,
+                                  expected_version=expected_version)
 
     # ------------------------------------------------------------------ the commit loop
 
@@ -260,15 +291,19 @@ class AsyncPublisher:
         compute: Any,
         *,
         invalidation: tuple[tuple[str, ...], tuple[str, ...], bool] | None = None,
+        expected_version: int | None = None,
     ) -> PublishResult:
         p.check_name(ns, "namespace")
         lock = self._locks.setdefault(ns, asyncio.Lock())
         async with lock:
             state = self._states.get(ns)
             fresh = state is None
-            if state is None:
+            if state is None or (expected_version not in (None, state.version)):
                 state = await self._load_state(ns)
+                fresh = True
             for attempt in range(MAX_ATTEMPTS):
+                if expected_version is not None and state.version != expected_version:
+                    raise _moved_on(ns, state.version, expected_version)
                 result = await self._attempt(ns, state, source, compute, invalidation, fresh)
                 if result is not None:
                     return result
@@ -411,10 +446,15 @@ class Publisher:
         return self._thread.run(self._core.invalidate(
             keys, prefixes, everything=everything, namespace=namespace, source=source))
 
+    def plan_rollback(self, to_version: int, *,
+                      namespace: str | None = None) -> RollbackPlan:
+        return self._thread.run(self._core.plan_rollback(to_version, namespace=namespace))
+
     def rollback(self, to_version: int, *, namespace: str | None = None,
-                 source: str = "rollback") -> PublishResult:
+                 source: str = "rollback", expected_version: int | None = None) -> PublishResult:
         return self._thread.run(self._core.rollback(to_version, namespace=namespace,
-                                                    source=source))
+                                                    source=source,
+                                                    expected_version=expected_version))
 
     def snapshot(self, namespace: str | None = None) -> p.Snapshot:
         return self._thread.run(self._core.snapshot(namespace))
@@ -433,6 +473,11 @@ class Publisher:
 async def _build_publisher(config: HotReloadConfig | str | None, namespace: str | None,
                            source: str, origin: str | None) -> AsyncPublisher:
     return AsyncPublisher(config, namespace=namespace, source=source, origin=origin)
+
+
+def _moved_on(ns: str, version: int, expected: int) -> ConflictError:
+    return ConflictError(f"{ns!r} is at v{version}, not v{expected}: it changed meanwhile; "
+                         "nothing was published")
 
 
 def _as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:

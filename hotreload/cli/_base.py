@@ -91,6 +91,19 @@ def _check_namespace(_ctx: click.Context, _param: click.Parameter,
         raise click.BadParameter(str(exc).removeprefix("invalid namespace ")) from None
 
 
+def confirm(question: str, nothing_done: str) -> None:
+    """Ask ``question`` on the terminal; without a terminal, or without a yes, stop here.
+
+    Commands that ask also take ``-y/--yes`` (and skip this); ``nothing_done`` says what the
+    refusal leaves untouched.
+    """
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"{nothing_done}: no terminal to confirm on; pass --yes")
+    if not click.confirm(question, default=False):
+        click.echo(f"{nothing_done}: not confirmed", err=True)
+        sys.exit(1)
+
+
 def namespace_option(func: F) -> F:
     return click.option("-n", "--namespace", default=None, callback=_check_namespace,
                         help="Namespace [default: the config's namespace].")(func)

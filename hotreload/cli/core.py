@@ -17,11 +17,11 @@ import click
 from .. import protocol as p
 from ..config import HotReloadConfig
 from ..daemon_status import describe_daemon, read_daemon_status
-from ..errors import DocumentError
+from ..errors import DocumentError, HotReloadError
 from ..events import Invalidation, Resync, SettingsChange
-from ..publisher import AsyncPublisher
+from ..publisher import AsyncPublisher, RollbackPlan
 from ..subscriber import AsyncSubscriber
-from ._base import State, handle_errors, namespace_option
+from ._base import State, confirm, handle_errors, namespace_option
 
 T = TypeVar("T")
 
@@ -68,6 +68,20 @@ def _ts(ts: float) -> str:
 
 def _value(value: Any) -> str:
     return "(absent)" if value is p.MISSING else json.dumps(value, ensure_ascii=False)
+
+
+def describe_change(change: p.Change) -> str:
+    """One key of a diff: ``key: old -> new``, ``key: added new``, ``key: deleted (was old)``."""
+    if change.op != "set":
+        return f"{change.key}: deleted (was {_value(change.old)})"
+    if change.old is p.MISSING:
+        return f"{change.key}: added {_value(change.new)}"
+    return f"{change.key}: {_value(change.old)} -> {_value(change.new)}"
+
+
+def never_published(namespace: str) -> HotReloadError:
+    return HotReloadError(f"namespace {namespace!r} has never been published "
+                          "(a typo in -n or the config?)")
 
 
 def describe_envelope(env: p.Envelope) -> str:
@@ -198,16 +212,35 @@ def history(state: State, namespace: str | None, limit: int, as_json: bool) -> N
 @click.command()
 @namespace_option
 @click.argument("version", type=click.IntRange(0))
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 @handle_errors
-def rollback(state: State, namespace: str | None, version: int) -> None:
-    """Publish the settings as they were at VERSION (as a new version)."""
-    result = _run(state, namespace, lambda pub: pub.rollback(version))
-    if result.version is None:
-        click.echo(f"no change: the settings are already those of v{version}")
-    else:
-        click.echo(f"published v{result.version} (rollback to v{version}, "
-                   f"{len(result.changes)} changes)")
+def rollback(state: State, namespace: str | None, version: int, yes: bool) -> None:
+    """Publish the settings as they were at VERSION (as a new version; 0 deletes them all).
+
+    Shows what would change and asks before publishing, unless --yes.
+    """
+
+    async def plan(pub: AsyncPublisher) -> RollbackPlan:
+        if not await pub.version():
+            raise never_published(pub.namespace)
+        return await pub.plan_rollback(version)
+
+    todo = _run(state, namespace, plan)
+    if not todo.changes:
+        click.echo(f"no change: the settings of v{todo.from_version} are already those "
+                   f"of v{version}")
+        return
+    click.echo(f"rollback of {todo.namespace} from v{todo.from_version} to the settings of "
+               f"v{version}:")
+    for change in todo.changes:
+        click.echo(f"  {describe_change(change)}")
+    if not yes:
+        confirm(f"Publish this as v{todo.from_version + 1}?", "nothing rolled back")
+    result = _run(state, namespace, lambda pub: pub.rollback(
+        version, expected_version=todo.from_version))
+    click.echo(f"published v{result.version} (rollback to v{version}, "
+               f"{len(result.changes)} change{'' if len(result.changes) == 1 else 's'})")
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_publish_get_history_rollback(run) -> None:  # type: ignore[no-untyped-d
     assert "db.pool_size: 10 -> 20" in hist[1] and "flags: deleted" in hist[1]
     assert [json.loads(x)["version"] for x in run("history", "--json").stdout.splitlines()] \
         == [1, 2]
-    assert "published v3 (rollback to v1" in run("rollback", "1").stdout
+    assert "published v3 (rollback to v1" in run("rollback", "1", "--yes").stdout
     assert json.loads(run("get", "--json").stdout)["settings"] == {
         "db": {"host": "x", "pool_size": 10}, "flags": [1, 2]}
 
@@ -113,6 +114,60 @@ def test_tail_prints_one_line_per_applied_event(run, tmp_path: Path, namespace: 
                                                          ("change", 4)]
     assert lines[0]["changes"] == [{"op": "set", "key": "a", "old": 1, "new": 2}]
     assert proc.returncode == 0, err
+
+
+def test_rollback_shows_the_diff_and_needs_a_yes(run, namespace: str) -> None:  # type: ignore[no-untyped-def]
+    run("publish", "a=1", "b=x")
+    run("publish", "a=2", "c=true", "--delete", "b")
+    diff = [f"rollback of {namespace} from v2 to the settings of v1:",
+            "  a: 2 -> 1", '  b: added "x"', "  c: deleted (was true)"]
+    refused = run("rollback", "1", ok=False)  # the runner's stdin is no terminal
+    assert refused.exit_code == 2
+    assert refused.stdout.splitlines() == diff
+    assert "Error: nothing rolled back: no terminal to confirm on; pass --yes" in refused.stderr
+    assert json.loads(run("get", "--json").stdout)["version"] == 2
+    assert run("rollback", "-y", "1").stdout.splitlines() == [
+        *diff, "published v3 (rollback to v1, 3 changes)"]
+    assert run("rollback", "3").stdout.strip() == (
+        "no change: the settings of v3 are already those of v3")
+    wipe = run("rollback", "0", ok=False)
+    assert wipe.exit_code == 2 and "a: deleted (was 1)" in wipe.stdout
+    assert "published v4" in run("rollback", "0", "--yes").stdout
+    assert json.loads(run("get", "--json").stdout)["settings"] == {}
+
+
+def _rollback_on_a_terminal(cfg: Path, answer: str) -> subprocess.CompletedProcess[str]:
+    """``hotreload rollback 1`` with a pseudo-terminal as stdin, answering ``answer``."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hotreload", "-c", str(cfg), "rollback", "1"],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    os.close(slave)
+    try:
+        os.write(master, answer.encode() + b"\n")  # the terminal keeps the line until read
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(master)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_rollback_asks_on_a_terminal(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("publish", "a=1")
+    run("publish", "a=2")
+    declined = _rollback_on_a_terminal(tmp_path / "config.yaml", "n")
+    assert declined.returncode == 1
+    assert "  a: 2 -> 1\nPublish this as v3? [y/N]: " in declined.stdout
+    assert declined.stderr == "nothing rolled back: not confirmed\n"
+    assert json.loads(run("get", "--json").stdout)["version"] == 2
+    accepted = _rollback_on_a_terminal(tmp_path / "config.yaml", "y")
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.endswith("published v3 (rollback to v1, 1 change)\n")
+    assert run("get", "a").stdout.strip() == "1"
 
 
 def test_publish_file_makes_the_namespace_exactly_the_document(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from hotreload import (
     AsyncPublisher,
     AsyncSubscriber,
+    ConflictError,
     HotReloadConfig,
     Invalidation,
     Publisher,
@@ -269,3 +270,24 @@ async def test_caller_values_are_copied_not_shared(apub: AsyncPublisher) -> None
     hosts.append("b")  # the caller reuses its list
     assert (await apub.replace(doc)).version == 2
     assert (await apub.snapshot()).settings == {"hosts": ["a", "b"]}
+
+
+async def test_rollback_plan_shows_the_diff_and_an_expected_version_guards_the_publish(
+    apub: AsyncPublisher, config: HotReloadConfig, namespace: str
+) -> None:
+    await apub.publish({"a": 1, "b": 1})
+    await apub.publish({"a": 2, "c": 3}, delete=["b"])
+    plan = await apub.plan_rollback(1)
+    assert (plan.namespace, plan.from_version, plan.to_version) == (namespace, 2, 1)
+    assert plan.settings == {"a": 1, "b": 1}
+    assert {(c.op, c.key, c.old, c.new) for c in plan.changes} == {
+        ("set", "a", 2, 1), ("set", "b", p.MISSING, 1), ("delete", "c", 3, None)}
+    assert await apub.version() == 2  # a plan publishes nothing
+    async with AsyncPublisher(config, namespace=namespace) as other:
+        await other.publish({"d": 4})  # someone publishes after the plan was shown
+    with pytest.raises(ConflictError, match="is at v3, not v2: it changed meanwhile"):
+        await apub.rollback(1, expected_version=plan.from_version)  # apub's state is stale
+    assert await apub.version() == 3
+    result = await apub.rollback(1, expected_version=3)
+    assert result.version == 4
+    assert (await apub.snapshot()).settings == {"a": 1, "b": 1}

@@ -21,7 +21,7 @@ NAMESPACED = {
     "invalidate": ["k"],
     "get": [],
     "history": [],
-    "rollback": ["1"],
+    "rollback": ["1", "--yes"],
     "tail": ["--max-events", "1"],
     "status": [],
 }
