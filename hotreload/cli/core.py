@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -260,17 +259,17 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
     sub: AsyncSubscriber[Any] = AsyncSubscriber(config, namespace=namespace)
     done = asyncio.Event()
     seen = 0
+    gone: list[BrokenPipeError] = []
 
     def out(line: str) -> None:
-        """Print, or stop quietly when the reader went away (``hotreload tail | head``)."""
+        """Print, or stop when the reader went away (``hotreload tail | head``)."""
         if done.is_set():
             return
         try:
             click.echo(line)
             sys.stdout.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python exits
+        except BrokenPipeError as exc:  # in a listener: stop, and let handle_errors see it
+            gone.append(exc)
             done.set()
 
     def count() -> None:
@@ -326,6 +325,8 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
         else:
             out(f"# following {sub.namespace} from v{sub.version} (Ctrl-C to stop)")
         await done.wait()
+    if gone:
+        raise gone[0]
 
 
 @click.command()

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
+from hotreload import Publisher
 from hotreload.cli import cli
+from hotreload.cli._base import EXIT_STDOUT_GONE
 from hotreload.cli._register import register
 from tests.conftest import REDIS_URL
 
@@ -168,6 +172,59 @@ def test_rollback_asks_on_a_terminal(run, tmp_path: Path) -> None:  # type: igno
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.endswith("published v3 (rollback to v1, 1 change)\n")
     assert run("get", "a").stdout.strip() == "1"
+
+
+def _hotreload(cfg: Path, *args: str, stdout: int, stderr: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hotreload", "-c", str(cfg), *args], stdout=stdout, stderr=stderr,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path,
+                                                            namespace: str) -> None:
+    """``hotreload history | head -1``: the pipe breaks mid-output."""
+    with Publisher(REDIS_URL, namespace=namespace) as pub:
+        for i in range(200):  # ~2 kB per history line: far more than a pipe holds
+            pub.publish({"big": f"{i:04d}" + "x" * 1000})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"redis:\n  url: {REDIS_URL}\nnamespace: {namespace}\n")
+    errors = tmp_path / "stderr"
+    with errors.open("wb") as err:
+        proc = _hotreload(cfg, "history", "--limit", "200", stdout=subprocess.PIPE, stderr=err)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith(b"v1 ")
+            proc.stdout.close()  # what `head -1` does after its line
+            assert proc.wait(timeout=30) == EXIT_STDOUT_GONE
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert errors.read_text() == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["history"], ["get"], ["get", "a"], ["get", "--json"], ["status"], ["publish", "b=2"],
+    ["invalidate", "k"], ["rollback", "--yes", "1"], ["tail"], ["--help"], ["--version"]],
+    ids=" ".join)
+def test_every_command_ends_quietly_when_stdout_is_already_closed(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, args: list[str]
+) -> None:
+    run("publish", "a=1")
+    run("publish", "a=2")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write of the command fails with EPIPE
+    proc = _hotreload(tmp_path / "config.yaml", *args, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == EXIT_STDOUT_GONE
+    assert not [line for line in err.decode().splitlines()
+                if not re.match(r"\S+ \S+ INFO hotreload\.", line)]  # only the usual logs
 
 
 def test_publish_file_makes_the_namespace_exactly_the_document(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
