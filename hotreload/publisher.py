@@ -72,16 +72,14 @@ def default_origin() -> str:
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """What a publish did: ``version`` is None when nothing changed."""
+    """What a publish did. ``version`` is the version that holds the published values: a new
+    one, or, when nothing changed (``changed`` is False, nothing was sent), the current one."""
 
     namespace: str
-    version: int | None
+    version: int
+    changed: bool
     changes: tuple[p.Change, ...] = ()
     receivers: int = 0
-
-    @property
-    def changed(self) -> bool:
-        return self.version is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +333,7 @@ class AsyncPublisher:
             changes = p.diff(state.flat, new_flat)
             if not changes:
                 if fresh or await self._current(ns) == (state.version, state.epoch):
-                    return PublishResult(ns, None)
+                    return PublishResult(ns, state.version, False)
                 return None
             patched = patch_tree(state.nested, {}, changes)  # copies only the changed paths
             new_nested = patched[0] if patched is not None else p.unflatten(new_flat)
@@ -376,7 +374,7 @@ class AsyncPublisher:
             log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,
                      extra={"action": "published", "namespace": ns, "version": version,
                             "kind": env.kind, "source": env.source})
-        return PublishResult(ns, version, changes, receivers)
+        return PublishResult(ns, version, True, changes, receivers)
 
 
 class Publisher:

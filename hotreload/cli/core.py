@@ -18,7 +18,7 @@ from ..config import HotReloadConfig
 from ..daemon_status import describe_daemon, read_daemon_status
 from ..errors import DocumentError, HotReloadError
 from ..events import Invalidation, Resync, SettingsChange
-from ..publisher import AsyncPublisher, RollbackPlan
+from ..publisher import AsyncPublisher, PublishResult, RollbackPlan
 from ..subscriber import AsyncSubscriber
 from ._base import State, confirm, handle_errors, namespace_option
 
@@ -78,6 +78,14 @@ def describe_change(change: p.Change) -> str:
     return f"{change.key}: {_value(change.old)} -> {_value(change.new)}"
 
 
+def describe_result(result: PublishResult, what: str = "") -> str:
+    """``published v8 (2 changes)``, or ``no change (v7)`` for a publish that changed nothing."""
+    if not result.changed:
+        return f"no change (v{result.version})"
+    n = len(result.changes)
+    return f"published v{result.version} ({what}{n} change{'' if n == 1 else 's'})"
+
+
 def never_published(namespace: str) -> HotReloadError:
     return HotReloadError(f"namespace {namespace!r} has never been published "
                           "(a typo in -n or the config?)")
@@ -122,23 +130,14 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
     if document is None and not sets and not deletes:
         raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")
 
-    async def body(pub: AsyncPublisher) -> p.Envelope | None:
+    async def body(pub: AsyncPublisher) -> PublishResult:
         if document is not None and not merge:
             base = p.update(p.flatten(document), sets, deletes)
-            result = await pub.replace(p.unflatten(base))
-        else:
-            merged = {**p.flatten(document or {}), **sets}
-            result = await pub.publish(merged, deletes)
-        if result.version is None:
-            return None
-        return p.Envelope(result.namespace, result.version, "config", changes=result.changes)
+            return await pub.replace(p.unflatten(base))
+        merged = {**p.flatten(document or {}), **sets}
+        return await pub.publish(merged, deletes)
 
-    env = _run(state, namespace, body)
-    if env is None:
-        click.echo("no change")
-    else:
-        click.echo(f"published v{env.version} ({len(env.changes)} change"
-                   f"{'' if len(env.changes) == 1 else 's'})")
+    click.echo(describe_result(_run(state, namespace, body)))
 
 
 @click.command()
@@ -238,8 +237,7 @@ def rollback(state: State, namespace: str | None, version: int, yes: bool) -> No
         confirm(f"Publish this as v{todo.from_version + 1}?", "nothing rolled back")
     result = _run(state, namespace, lambda pub: pub.rollback(
         version, expected_version=todo.from_version))
-    click.echo(f"published v{result.version} (rollback to v{version}, "
-               f"{len(result.changes)} change{'' if len(result.changes) == 1 else 's'})")
+    click.echo(describe_result(result, f"rollback to v{version}, "))
 
 
 @click.command()

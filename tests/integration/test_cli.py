@@ -42,7 +42,7 @@ def run(tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch):  # typ
 def test_publish_get_history_rollback(run) -> None:  # type: ignore[no-untyped-def]
     assert "published v1 (3 changes)" in run("publish", "db.pool_size=10", "db.host=x",
                                              "flags=[1,2]").stdout
-    assert run("publish", "db.pool_size=10").stdout.strip() == "no change"
+    assert run("publish", "db.pool_size=10").stdout.strip() == "no change (v1)"
     assert "published v2" in run("publish", "db.pool_size=20", "--delete", "flags").stdout
     assert run("get", "db.pool_size").stdout.strip() == "20"
     assert run("get", "db.host").stdout.strip() == "x"
@@ -234,7 +234,7 @@ def test_publish_file_makes_the_namespace_exactly_the_document(run, tmp_path: Pa
     assert "published v2 (4 changes)" in run("publish", "--file", str(doc)).stdout
     assert json.loads(run("get", "--json").stdout)["settings"] == {
         "db": {"host": "b", "pool_size": 5}, "name": "svc"}
-    assert run("publish", "--file", str(doc)).stdout.strip() == "no change"
+    assert run("publish", "--file", str(doc)).stdout.strip() == "no change (v2)"
     doc.write_text("extra: true\n")
     run("publish", "--file", str(doc), "--merge")
     assert json.loads(run("get", "extra", "--json").stdout)["value"] is True

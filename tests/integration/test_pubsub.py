@@ -58,7 +58,7 @@ async def test_subscriber_starts_from_the_snapshot_then_follows_events(
         assert sub.settings == AppSettings(db=DB(host="x", pool_size=5), name="a")
         assert sub.get("db.pool_size") == 5
         r = await apub.publish({"db.pool_size": 7, "name": "b"})
-        await sub.wait_for_version(r.version or 0)
+        await sub.wait_for_version(r.version)
         assert sub.settings.db.pool_size == 7 and sub.settings.name == "b"
         assert len(seen) == 1 and seen[0].keys == ("db.pool_size", "name")
         assert seen[0].old_settings.db.pool_size == 5
@@ -70,7 +70,8 @@ async def test_publishing_the_same_values_sends_nothing(
 ) -> None:
     first = await apub.publish({"a": 1, "b": [1, 2]})
     again = await apub.publish({"a": 1, "b": [1, 2]})
-    assert first.version == 1 and again.version is None and not again.changed
+    assert first.version == 1 and first.changed
+    assert again.version == 1 and not again.changed and again.changes == ()
     assert await apub.version() == 1
     await sub.wait_for_version(1)
 
@@ -134,7 +135,7 @@ async def test_invalid_settings_keep_the_last_good_and_the_next_valid_applies(
         assert sub.settings.db.pool_size == 10 and sub.version == 1
         assert sub.last_error is not None and "db.pool_size" in sub.last_error
         good = await apub.publish({"db.pool_size": 20})
-        await sub.wait_for_version(good.version or 0)
+        await sub.wait_for_version(good.version)
         assert sub.settings.db.pool_size == 20 and sub.last_error is None
 
 
@@ -146,7 +147,7 @@ async def test_malformed_and_foreign_messages_are_ignored(
                  p.encode_envelope(p.Envelope("other", 1, "config", source="x", origin="y"))]:
         raw_redis.publish(channel, junk)
     r = await apub.publish({"still": "works"})
-    await sub.wait_for_version(r.version or 0)
+    await sub.wait_for_version(r.version)
     assert sub.get("still") == "works"
     assert sub.stats.rejected_messages == 5
 
@@ -166,7 +167,7 @@ async def test_listener_errors_do_not_stop_other_listeners(
 
     await apub.publish({"name": "x"})
     r = await apub.publish({"db.host": "y"})
-    await sub.wait_for_version(r.version or 0)
+    await sub.wait_for_version(r.version)
     await await_until(lambda: got == [2], what="db listener")
     assert sub.status()["listener_errors"] == 2
 
@@ -199,7 +200,7 @@ def test_sync_facade(config: HotReloadConfig, namespace: str) -> None:
         seen: list[int] = []
         sub.on_change(lambda ch: seen.append(ch.version))
         r = pub.publish({"feature": {"x": True}})
-        sub.wait_for_version(r.version or 0)
+        sub.wait_for_version(r.version)
         assert sub.get("feature.x") is True and sub.get("missing", 3) == 3
         assert dict(sub.settings["feature"]) == {"x": True}
         wait_until(lambda: seen == [1], what="listener")
@@ -246,7 +247,7 @@ def test_signed_messages_only(namespace: str) -> None:
         redis.Redis.from_url(REDIS_URL).publish(pub.core.keys().channel, wrong_key)
         wait_until(lambda: sub.core.stats.rejected_messages == 2, what="rejections")
         r = pub.publish({"a": 2})
-        sub.wait_for_version(r.version or 0)
+        sub.wait_for_version(r.version)
         assert sub.get("a") == 2
         assert "s3cret" not in repr(config) and "s3cret" not in str(sub.status())
 
