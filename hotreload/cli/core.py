@@ -87,8 +87,8 @@ def describe_result(result: PublishResult, what: str = "") -> str:
 
 
 def never_published(namespace: str) -> HotReloadError:
-    return HotReloadError(f"namespace {namespace!r} has never been published "
-                          "(a typo in -n or the config?)")
+    return HotReloadError(f"namespace {namespace!r} has never been published (or Redis lost "
+                          "it): check -n or the config's namespace")
 
 
 def describe_envelope(env: p.Envelope) -> str:
@@ -166,6 +166,8 @@ def invalidate(state: State, namespace: str | None, keys: tuple[str, ...],
 def get(state: State, namespace: str | None, key: str | None, as_json: bool) -> None:
     """Print the published settings, or one KEY (dotted) of them."""
     snap = _run(state, namespace, lambda pub: pub.snapshot())
+    if not snap.version:
+        raise never_published(snap.namespace)
     value: Any = snap.settings
     if key:
         flat = snap.flat
@@ -340,6 +342,7 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
         snap = await pub.snapshot()
         info: dict[str, Any] = {
             "namespace": snap.namespace,
+            "published": snap.version > 0,
             "version": snap.version,
             "epoch": snap.epoch or None,
             "checksum": snap.checksum,
@@ -355,6 +358,8 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(info)
         return
+    if not info["published"]:
+        info["version"] = "- (never published)"
     for key in ("namespace", "version", "epoch", "checksum", "updated_at", "keys", "subscribers",
                 "redis"):
         click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")

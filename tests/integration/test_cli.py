@@ -73,6 +73,26 @@ def test_invalidate_and_status(run) -> None:  # type: ignore[no-untyped-def]
     assert "version:     2" in text
 
 
+def test_a_namespace_never_published_is_an_error_for_get_and_rollback(  # type: ignore[no-untyped-def]
+    run, namespace: str
+) -> None:
+    run("publish", "a=1")
+    typo = f"{namespace}-typo"
+    for args in (["get"], ["get", "a"], ["get", "--json"], ["rollback", "0"],
+                 ["rollback", "--yes", "1"]):
+        result = run(*args, "-n", typo, ok=False)
+        assert (result.exit_code, result.stdout) == (1, ""), args
+        assert result.stderr == (f"error: namespace {typo!r} has never been published (or "
+                                 "Redis lost it): check -n or the config's namespace\n")
+    assert run("history", "-n", typo).stdout == "no events\n"
+    assert run("history", "-n", typo, "--json").stdout == ""
+    assert "version:     - (never published)" in run("status", "-n", typo).stdout.splitlines()
+    status = json.loads(run("status", "-n", typo, "--json").stdout)
+    assert (status["published"], status["version"]) == (False, 0)
+    assert json.loads(run("status", "--json").stdout)["published"] is True
+    assert run("get", "-n", typo, ok=False).exit_code == 1  # nothing was created meanwhile
+
+
 def test_errors_are_one_line_without_traceback(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = run("get", "nope", ok=False)
     assert result.exit_code == 1
