@@ -93,10 +93,11 @@ def test_a_namespace_never_published_is_an_error_for_get_and_rollback(  # type: 
     assert run("get", "-n", typo, ok=False).exit_code == 1  # nothing was created meanwhile
 
 
-def test_errors_are_one_line_without_traceback(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_errors_are_one_line_without_traceback(run, tmp_path: Path, namespace: str) -> None:  # type: ignore[no-untyped-def]
+    run("publish", "a=1")
     result = run("get", "nope", ok=False)
     assert result.exit_code == 1
-    assert result.stderr.strip().startswith("error: key 'nope' not found")
+    assert result.stderr.strip() == f"error: key 'nope' not found in {namespace!r} (v1)"
     assert "Traceback" not in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("redis:\n  adr: x\n")
