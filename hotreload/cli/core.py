@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,22 +38,54 @@ def _run(state: State, namespace: str | None,
     return asyncio.run(go())
 
 
-def parse_value(text: str) -> Any:
-    """``KEY=VALUE`` values: JSON if it parses (``20``, ``true``, ``[1,2]``), else a string."""
-    try:
-        return p.loads(text)
-    except ValueError:
+_JSON_START = ("{", "[", '"')
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A ``KEY=VALUE`` value, by the rules in `publish`'s help (a bad one is a usage error)."""
+    stripped = text.strip()
+    if not stripped.startswith(_JSON_START) and not _JSON_SCALAR.fullmatch(stripped):
         return text
+    try:
+        value = p.loads(stripped)
+    except ValueError as exc:
+        what = "is not valid JSON" if stripped.startswith(_JSON_START) else "is no JSON number"
+        raise click.BadParameter(f"the value of {key!r} {what}: {exc} (for a string as "
+                                 "written, pass --string)", param_hint="KEY=VALUE") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise click.BadParameter(f"the value of {key!r} is too large for a JSON number",
+                                 param_hint="KEY=VALUE")
+    return value
 
 
-def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+def parse_assignments(items: Sequence[str], deletes: Sequence[str] = (), *,
+                      literal: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments as a mapping; no key may be given twice or overlap another
+    (``x`` and ``x.y``), nor be set and deleted."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
-        out[key.strip()] = parse_value(value)
+        for other in out:
+            if _overlap(key, other):
+                raise click.BadParameter(
+                    f"{key!r} is given twice" if key == other else
+                    f"{other!r} and {key!r} overlap: set the outer key to an object instead",
+                    param_hint="KEY=VALUE")
+        for gone in deletes:
+            if _overlap(key, gone):
+                raise click.BadParameter(f"{key!r} is set, and --delete {gone!r} deletes it",
+                                         param_hint="KEY=VALUE")
+        out[key] = value if literal else parse_value(key, value)
     return out
+
+
+def _overlap(a: str, b: str) -> bool:
+    """The same key, or one inside the other (``x`` and ``x.y``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def read_document(path: str) -> dict[str, Any]:
@@ -120,12 +154,23 @@ def _echo_json(obj: Any) -> None:
 @click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
               help="Make the namespace exactly this YAML/JSON/TOML document (publish its diff).")
 @click.option("--merge", is_flag=True, help="With --file: only set the document's keys.")
+@click.option("-s", "--string", "literal", is_flag=True,
+              help="Every VALUE is a string, exactly as written.")
 @click.pass_obj
 @handle_errors
 def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
-            deletes: tuple[str, ...], file_: str | None, merge: bool) -> None:
-    """Publish settings changes as one event (VALUE is JSON, else a string)."""
-    sets = parse_assignments(assignments)
+            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool) -> None:
+    """Publish settings changes as one event.
+
+    \b
+    VALUE is JSON when it starts with { [ or " (it must then be valid JSON)
+    or is a number, true, false or null; anything else is a string:
+      a=20  a=1.5  a=true  a=null  a='[1, 2]'  a='{"x": 1}'   JSON
+      a=hello  a='hello world'  a=v1.2  a='"20"'  -s a=20      strings
+    Give each key once: x=1 x.y=2 (set x='{"y": 2}') or x=1 --delete x is
+    an error. With --file, KEY=VALUE and --delete apply on top of the file.
+    """
+    sets = parse_assignments(assignments, deletes, literal=literal)
     document = read_document(file_) if file_ else None
     if document is None and not sets and not deletes:
         raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")

@@ -61,6 +61,22 @@ def test_publish_get_history_rollback(run) -> None:  # type: ignore[no-untyped-d
         "db": {"host": "x", "pool_size": 10}, "flags": [1, 2]}
 
 
+def test_publish_values_json_strings_and_conflicts(run) -> None:  # type: ignore[no-untyped-def]
+    bad = run("publish", 'a={"x": 1', "b=2", ok=False)
+    assert bad.exit_code == 2 and "the value of 'a' is not valid JSON" in bad.stderr
+    assert run("publish", "x=1", "x.y=2", ok=False).exit_code == 2
+    assert run("get", ok=False).exit_code == 1  # nothing was published
+    run("publish", "n=20", "s=hello world", "l=[1, 2]", 'o={"x": 1}', 'q="20"', "t=true",
+        "v=v1.2")
+    assert json.loads(run("get", "--json").stdout)["settings"] == {
+        "n": 20, "s": "hello world", "l": [1, 2], "o": {"x": 1}, "q": "20", "t": True,
+        "v": "v1.2"}
+    run("publish", "--string", "n=20", 'o={"x": 1', "t=true")
+    assert json.loads(run("get", "--json").stdout)["settings"] == {
+        "n": "20", "s": "hello world", "l": [1, 2], "o": '{"x": 1', "q": "20", "t": "true",
+        "v": "v1.2"}
+
+
 def test_invalidate_and_status(run) -> None:  # type: ignore[no-untyped-def]
     run("publish", "a=1")
     assert "published v2 (invalidate)" in run("invalidate", "user:1", "--prefix", "order:").stdout

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 
 from hotreload import ProtocolError
 from hotreload.cli import _register, cli
+from hotreload.cli.core import parse_assignments, parse_value
 from hotreload.publisher import AsyncPublisher
 from hotreload.subscriber import AsyncSubscriber
 
@@ -82,3 +85,68 @@ async def test_the_library_refuses_an_empty_namespace_instead_of_using_the_defau
                 await call
     finally:
         await pub.aclose()
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("20", 20), ("-1.5e3", -1500.0), (" 7 ", 7), ("true", True), ("false", False),
+    ("null", None), ("[1, 2]", [1, 2]), ('{"x": 1}', {"x": 1}), ('  {"x": 1}', {"x": 1}),
+    ('"20"', "20"), ('"{x"', "{x"), ("hello", "hello"), ("hello world", "hello world"),
+    ("", ""), ("007", "007"), ("1.", "1."), ("v1.2", "v1.2"), ("True", "True"),
+    ("NaN", "NaN"), ("Infinity", "Infinity"), ("x{", "x{"), ("a=b", "a=b"), (" hi", " hi"),
+])
+def test_values_are_json_when_they_look_like_json(text: str, value: Any) -> None:
+    assert parse_value("k", text) == value
+    assert type(parse_value("k", text)) is type(value)
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ('{"x": 1', "the value of 'a' is not valid JSON: Expecting ',' delimiter: line 1 column 8"),
+    ("[1, 2", "the value of 'a' is not valid JSON: Expecting ',' delimiter"),
+    ('"unclosed', "the value of 'a' is not valid JSON: Unterminated string"),
+    ("{x: 1}", "the value of 'a' is not valid JSON: Expecting property name"),
+    ("1e400", "the value of 'a' is too large for a JSON number"),
+    ("9" * 5000, "the value of 'a' is no JSON number: Exceeds the limit"),
+])
+def test_a_value_that_starts_like_json_must_be_json(text: str, error: str) -> None:
+    with pytest.raises(click.BadParameter, match=re.escape(error)):
+        parse_value("a", text)
+
+
+@pytest.mark.parametrize(("items", "deletes", "error"), [
+    (["x=1", "x=2"], [], "'x' is given twice"),
+    (["x=1", " x =2"], [], "'x' is given twice"),
+    (["x=1", "x.y=2"], [], "'x' and 'x.y' overlap"),
+    (["x.y.z=1", "x=2"], [], "'x.y.z' and 'x' overlap"),
+    (["x=1"], ["x"], "'x' is set, and --delete 'x' deletes it"),
+    (["x.y=1"], ["x"], "'x.y' is set, and --delete 'x' deletes it"),
+    (["x=1"], ["x.y"], "'x' is set, and --delete 'x.y' deletes it"),
+    (["=1"], [], "'=1' is not KEY=VALUE"),
+    (["x"], [], "'x' is not KEY=VALUE"),
+])
+def test_assignments_that_conflict_are_refused(items: list[str], deletes: list[str],
+                                               error: str) -> None:
+    with pytest.raises(click.BadParameter, match=re.escape(error)):
+        parse_assignments(items, deletes)
+
+
+def test_assignments_that_do_not_overlap_are_fine() -> None:
+    assert parse_assignments(["x.y=1", "x.z=2", "xy=3", "x.yz=[]"], ["x.w", "x.y2"]) == {
+        "x.y": 1, "x.z": 2, "xy": 3, "x.yz": []}
+    assert parse_assignments(["a=20", "b={", "c=true"], literal=True) == {
+        "a": "20", "b": "{", "c": "true"}
+
+
+@pytest.mark.parametrize("args", [["a={\"x\": 1"], ["x=1", "x.y=2"], ["x=1", "--delete", "x"]])
+def test_publish_refuses_bad_assignments_before_connecting(
+    app: click.Group, unreachable: Path, args: list[str]
+) -> None:
+    result = CliRunner().invoke(app, ["-c", str(unreachable), "publish", *args])
+    assert result.exit_code == 2, result.output
+    assert "Error: Invalid value for KEY=VALUE: " in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_publish_help_states_the_value_rules(app: click.Group) -> None:
+    text = CliRunner().invoke(app, ["publish", "--help"]).stdout
+    assert 'VALUE is JSON when it starts with { [ or "' in text
+    assert "-s, --string" in text
