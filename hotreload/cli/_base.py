@@ -140,7 +140,7 @@ def confirm(question: str, nothing_done: str) -> None:
     Commands that ask also take ``-y/--yes`` (and skip this); ``nothing_done`` says what the
     refusal leaves untouched.
     """
-    if not sys.stdin.isatty():
+    if not (sys.stdin and sys.stdin.isatty()):  # None when started with stdin closed
         raise click.UsageError(f"{nothing_done}: no terminal to confirm on; pass --yes")
     if not click.confirm(question, default=False):
         click.echo(f"{nothing_done}: not confirmed", err=True)
