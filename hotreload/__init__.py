@@ -18,7 +18,7 @@ from .errors import (
 )
 from .events import CacheHook, Invalidation, Resync, SettingsChange
 from .protocol import MISSING, Change, Envelope, Snapshot
-from .publisher import AsyncPublisher, Publisher, PublishResult
+from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan
 from .subscriber import AsyncSubscriber
 from .sync_subscriber import Subscriber
 
@@ -45,6 +45,7 @@ __all__ = [
     "PublishResult",
     "Publisher",
     "Resync",
+    "RollbackPlan",
     "Serializer",
     "SettingsChange",
     "SettingsRejected",

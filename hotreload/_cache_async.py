@@ -37,10 +37,10 @@ class _Hook:
         self._cache = cache
 
     def invalidate(self, event: Invalidation) -> None:
-        self._cache.apply_invalidation(event)
+        self._cache._apply_invalidation(event)
 
     def set_trusted(self, trusted: bool) -> None:
-        self._cache.set_trusted(trusted)
+        self._cache._set_trusted(trusted)
 
 
 class AsyncTwoLevelCache:
@@ -261,7 +261,7 @@ class AsyncTwoLevelCache:
 
     # ------------------------------------------------------------------ the CacheHook side
 
-    def apply_invalidation(self, event: Invalidation) -> None:
+    def _apply_invalidation(self, event: Invalidation) -> None:
         """An invalidation from the channel (or a resync): drop L1, and L2 if nobody did."""
         scope = Scope(event.keys, event.prefixes, event.all)
         if event.reason == "event" and self._echoes.is_echo(event.origin, event.version, scope):
@@ -289,7 +289,7 @@ class AsyncTwoLevelCache:
         finally:
             self._fences.remove(scope)
 
-    def set_trusted(self, trusted: bool) -> None:
+    def _set_trusted(self, trusted: bool) -> None:
         """While not trusted, L1 is neither served nor filled, and loads in flight are spoilt."""
         if not trusted:
             self._flights.spoil(Scope(all=True))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._cache_async import AsyncTwoLevelCache
+from ._l1 import L1Cache
 from ._l2 import Serializer
 from .publisher import AsyncPublisher
 from .subscriber import AsyncSubscriber
@@ -40,6 +41,10 @@ class TwoLevelCache:
     @property
     def core(self) -> AsyncTwoLevelCache:
         return self._core
+
+    @property
+    def l1(self) -> L1Cache:
+        return self._l1
 
     @property
     def trusted(self) -> bool:

@@ -8,7 +8,7 @@ HotReloadError
 ├── SettingsRejected         settings do not validate against the schema (model)
 ├── DocumentError            a settings document (YAML/JSON/TOML) cannot be read or parsed
 ├── BackendError             Redis or PostgreSQL could not be reached or failed
-├── ConflictError            a publish lost too many optimistic-concurrency races
+├── ConflictError            a publish lost too many races, or its expected version moved on
 ├── HistoryError             the event log no longer holds what was asked for
 └── StartTimeout             a subscriber did not load its first snapshot in time
 ```
@@ -58,7 +58,8 @@ class BackendError(HotReloadError):
 
 
 class ConflictError(HotReloadError):
-    """A publish kept losing the race against other publishers and gave up."""
+    """A publish kept losing the race against other publishers and gave up, or the namespace
+    is no longer at the version the caller expected."""
 
 
 class HistoryError(HotReloadError):

@@ -72,16 +72,29 @@ def default_origin() -> str:
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """What a publish did: ``version`` is None when nothing changed."""
+    """What a publish did. ``version`` is the version that holds the published values: a new
+    one, or, when nothing changed (``changed`` is False, nothing was sent), the current one."""
 
     namespace: str
-    version: int | None
+    version: int
+    changed: bool
     changes: tuple[p.Change, ...] = ()
     receivers: int = 0
 
+
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a rollback would do: from the current version to the settings of ``to_version``."""
+
+    namespace: str
+    from_version: int
+    to_version: int
+    changes: tuple[p.Change, ...]
+    settings: dict[str, Any]
+
     @property
-    def changed(self) -> bool:
-        return self.version is not None
+    def flat(self) -> dict[str, Any]:
+        return p.flatten(self.settings)
 
 
 @dataclass(slots=True)
@@ -106,7 +119,8 @@ class AsyncPublisher:
         client: aioredis.Redis | None = None,
     ) -> None:
         self.config = _as_config(config)
-        self.namespace = p.check_name(namespace or self.config.namespace, "namespace")
+        self.namespace = p.check_name(self.config.namespace if namespace is None else namespace,
+                                      "namespace")
         self.source = source
         self.origin = origin or default_origin()
         self._hmac = self.config.security.key_bytes()
@@ -128,8 +142,12 @@ class AsyncPublisher:
         if self._own_client:
             await self.redis.aclose()
 
+    def _ns(self, namespace: str | None) -> str:
+        """The namespace of a call: ours unless given (an empty one is an error, not ours)."""
+        return self.namespace if namespace is None else namespace
+
     def keys(self, namespace: str | None = None) -> p.Keys:
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         keys = self._keys.get(ns)
         if keys is None:
             keys = self._keys[ns] = p.keys_for(ns, self.config.prefix)
@@ -139,7 +157,7 @@ class AsyncPublisher:
 
     async def snapshot(self, namespace: str | None = None) -> p.Snapshot:
         """The current snapshot (version 0 and ``{}`` for a namespace never published)."""
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         async with wrap_errors(f"reading the snapshot of {ns!r}"):
             fields = await self.redis.hgetall(self.keys(ns).snapshot)
         return p.decode_snapshot(ns, fields, hmac_key=self._hmac)
@@ -151,7 +169,7 @@ class AsyncPublisher:
         return int(version or 0), text
 
     async def version(self, namespace: str | None = None) -> int:
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         async with wrap_errors(f"reading the version of {ns!r}"):
             raw = await self.redis.hget(self.keys(ns).snapshot, "version")
         return int(raw or 0)
@@ -160,7 +178,7 @@ class AsyncPublisher:
         self, namespace: str | None = None, *, limit: int = 20, since: int = 0
     ) -> list[p.Envelope]:
         """The newest ``limit`` events of the log (oldest first), or all after ``since``."""
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         key = self.keys(ns).log
         async with wrap_errors(f"reading the log of {ns!r}"):
             if since:
@@ -190,9 +208,8 @@ class AsyncPublisher:
         """Set and delete dotted keys as one event with one version (no-op if nothing changes)."""
         sets = dict(changes or {})
         deletes = list(delete)
-        return await self._commit(
-            namespace or self.namespace, source, lambda flat: p.update(flat, sets, deletes)
-        )
+        return await self._commit(self._ns(namespace), source,
+                                  lambda flat: p.update(flat, sets, deletes))
 
     async def replace(
         self, document: Mapping[str, Any], *, namespace: str | None = None,
@@ -201,7 +218,7 @@ class AsyncPublisher:
         """Make the namespace's settings exactly ``document``: one event with the diff."""
         p.check_json_value(document, "document")
         target = p.flatten(p.loads(p.canonical_json(document)))  # a private deep copy
-        return await self._commit(namespace or self.namespace, source, lambda _flat: target)
+        return await self._commit(self._ns(namespace), source, lambda _flat: target)
 
     async def invalidate(
         self,
@@ -215,15 +232,14 @@ class AsyncPublisher:
         """Tell every subscriber's caches to drop ``keys``, ``prefixes`` (or everything)."""
         if not (keys or prefixes or everything):
             raise ValueError("invalidate needs keys, prefixes or everything=True")
-        ns = namespace or self.namespace
+        ns = self._ns(namespace)
         return await self._commit(ns, source, None, invalidation=(tuple(keys), tuple(prefixes),
                                                                    everything))
 
-    async def rollback(
-        self, to_version: int, *, namespace: str | None = None, source: str = "rollback"
-    ) -> PublishResult:
-        """Publish the settings as they were at ``to_version`` (a new event, not a rewind)."""
-        ns = namespace or self.namespace
+    async def plan_rollback(self, to_version: int, *,
+                            namespace: str | None = None) -> RollbackPlan:
+        """What `rollback` to ``to_version`` would change now (nothing is published)."""
+        ns = self._ns(namespace)
         snap = await self.snapshot(ns)
         if not 0 <= to_version <= snap.version:
             raise HistoryError(f"version {to_version} is not between 0 and {snap.version}")
@@ -238,7 +254,24 @@ class AsyncPublisher:
         for env in reversed(events):
             if env.version <= snap.version and env.kind == "config":
                 flat = p.revert_changes(flat, env.changes)
-        return await self.replace(p.unflatten(flat), namespace=ns, source=source)
+        return RollbackPlan(ns, snap.version, to_version, p.diff(snap.flat, flat),
+                            p.unflatten(flat))
+
+    async def rollback(
+        self, to_version: int, *, namespace: str | None = None, source: str = "rollback",
+        expected_version: int | None = None,
+    ) -> PublishResult:
+        """Publish the settings as they were at ``to_version`` (a new event, not a rewind).
+
+        With ``expected_version`` (the ``from_version`` of a `plan_rollback` you showed), a
+        namespace that has moved on since raises `ConflictError` and publishes nothing.
+        """
+        plan = await self.plan_rollback(to_version, namespace=namespace)
+        if expected_version is not None and plan.from_version != expected_version:
+            raise _moved_on(plan.namespace, plan.from_version, expected_version)
+        target = plan.flat
+        return await self._commit(plan.namespace, source, lambda _flat: target,
+                                  expected_version=expected_version)
 
     # ------------------------------------------------------------------ the commit loop
 
@@ -256,15 +289,19 @@ class AsyncPublisher:
         compute: Any,
         *,
         invalidation: tuple[tuple[str, ...], tuple[str, ...], bool] | None = None,
+        expected_version: int | None = None,
     ) -> PublishResult:
         p.check_name(ns, "namespace")
         lock = self._locks.setdefault(ns, asyncio.Lock())
         async with lock:
             state = self._states.get(ns)
             fresh = state is None
-            if state is None:
+            if state is None or (expected_version not in (None, state.version)):
                 state = await self._load_state(ns)
+                fresh = True
             for attempt in range(MAX_ATTEMPTS):
+                if expected_version is not None and state.version != expected_version:
+                    raise _moved_on(ns, state.version, expected_version)
                 result = await self._attempt(ns, state, source, compute, invalidation, fresh)
                 if result is not None:
                     return result
@@ -296,7 +333,7 @@ class AsyncPublisher:
             changes = p.diff(state.flat, new_flat)
             if not changes:
                 if fresh or await self._current(ns) == (state.version, state.epoch):
-                    return PublishResult(ns, None)
+                    return PublishResult(ns, state.version, False)
                 return None
             patched = patch_tree(state.nested, {}, changes)  # copies only the changed paths
             new_nested = patched[0] if patched is not None else p.unflatten(new_flat)
@@ -337,16 +374,24 @@ class AsyncPublisher:
             log.info("published %s v%d (%s) to %d subscribers", ns, version, env.kind, receivers,
                      extra={"action": "published", "namespace": ns, "version": version,
                             "kind": env.kind, "source": env.source})
-        return PublishResult(ns, version, changes, receivers)
+        return PublishResult(ns, version, True, changes, receivers)
 
 
 class Publisher:
     """The synchronous facade: runs an `AsyncPublisher` on one background thread."""
 
-    def __init__(self, config: HotReloadConfig | str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: HotReloadConfig | str | None = None,
+        *,
+        namespace: str | None = None,
+        source: str = "api",
+        origin: str | None = None,
+    ) -> None:
         self._thread = LoopThread(name="hotreload-publisher")
         try:
-            self._core: AsyncPublisher = self._thread.run(_build_publisher(config, kwargs))
+            self._core: AsyncPublisher = self._thread.run(
+                _build_publisher(config, namespace, source, origin))
         except BaseException:
             self._thread.stop()
             raise
@@ -368,19 +413,46 @@ class Publisher:
             finally:
                 self._thread.stop()
 
-    def publish(self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (),
-                **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.publish(changes, list(delete), **kwargs))
+    def keys(self, namespace: str | None = None) -> p.Keys:
+        return self._core.keys(namespace)
 
-    def replace(self, document: Mapping[str, Any], **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.replace(document, **kwargs))
+    def publish(
+        self,
+        changes: Mapping[str, Any] | None = None,
+        delete: Iterable[str] = (),
+        *,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        return self._thread.run(self._core.publish(changes, list(delete), namespace=namespace,
+                                                   source=source))
 
-    def invalidate(self, keys: Sequence[str] = (), prefixes: Sequence[str] = (),
-                   **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.invalidate(keys, prefixes, **kwargs))
+    def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
+                source: str | None = None) -> PublishResult:
+        return self._thread.run(self._core.replace(document, namespace=namespace,
+                                                   source=source))
 
-    def rollback(self, to_version: int, **kwargs: Any) -> PublishResult:
-        return self._thread.run(self._core.rollback(to_version, **kwargs))
+    def invalidate(
+        self,
+        keys: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+        *,
+        everything: bool = False,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        return self._thread.run(self._core.invalidate(
+            keys, prefixes, everything=everything, namespace=namespace, source=source))
+
+    def plan_rollback(self, to_version: int, *,
+                      namespace: str | None = None) -> RollbackPlan:
+        return self._thread.run(self._core.plan_rollback(to_version, namespace=namespace))
+
+    def rollback(self, to_version: int, *, namespace: str | None = None,
+                 source: str = "rollback", expected_version: int | None = None) -> PublishResult:
+        return self._thread.run(self._core.rollback(to_version, namespace=namespace,
+                                                    source=source,
+                                                    expected_version=expected_version))
 
     def snapshot(self, namespace: str | None = None) -> p.Snapshot:
         return self._thread.run(self._core.snapshot(namespace))
@@ -388,16 +460,22 @@ class Publisher:
     def version(self, namespace: str | None = None) -> int:
         return self._thread.run(self._core.version(namespace))
 
-    def history(self, namespace: str | None = None, **kwargs: Any) -> list[p.Envelope]:
-        return self._thread.run(self._core.history(namespace, **kwargs))
+    def history(self, namespace: str | None = None, *, limit: int = 20,
+                since: int = 0) -> list[p.Envelope]:
+        return self._thread.run(self._core.history(namespace, limit=limit, since=since))
 
     def subscribers(self, namespace: str | None = None) -> int:
         return self._thread.run(self._core.subscribers(namespace))
 
 
-async def _build_publisher(config: HotReloadConfig | str | None,
-                           kwargs: dict[str, Any]) -> AsyncPublisher:
-    return AsyncPublisher(config, **kwargs)
+async def _build_publisher(config: HotReloadConfig | str | None, namespace: str | None,
+                           source: str, origin: str | None) -> AsyncPublisher:
+    return AsyncPublisher(config, namespace=namespace, source=source, origin=origin)
+
+
+def _moved_on(ns: str, version: int, expected: int) -> ConflictError:
+    return ConflictError(f"{ns!r} is at v{version}, not v{expected}: it changed meanwhile; "
+                         "nothing was published")
 
 
 def _as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:

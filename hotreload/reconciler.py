@@ -61,8 +61,6 @@ class PublisherLike(Protocol):
                          everything: bool = False, namespace: str | None = None,
                          source: str | None = None) -> PublishResult: ...
 
-    async def version(self, namespace: str | None = None) -> int: ...
-
 
 class Reconciler(Sink):
     """Implements `Sink`; `run()` is the publishing worker (run it as a task)."""
@@ -286,9 +284,9 @@ class Reconciler(Sink):
         try:
             result = await self._publisher.replace(want.document, namespace=ns,
                                                    source=want.source)
-            if result.version is None:
-                self.versions[ns] = await self._publisher.version(ns)
-                self._metrics.namespace_version.labels(namespace=ns).set(self.versions[ns])
+            if not result.changed:
+                self.versions[ns] = result.version
+                self._metrics.namespace_version.labels(namespace=ns).set(result.version)
         except Exception as exc:  # never kill the worker
             self._dirty.add(ns)
             if is_outage(exc):
@@ -356,7 +354,7 @@ class Reconciler(Sink):
 
     def _record(self, ns: str, result: PublishResult, source: str, kind: str,
                 since: float) -> None:
-        if result.version is None:
+        if not result.changed:
             return
         self.versions[ns] = result.version
         self._metrics.events_published.labels(source=source, kind=kind).inc()

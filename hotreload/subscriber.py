@@ -59,7 +59,8 @@ class AsyncSubscriber(Generic[ModelT]):
         from .publisher import _as_config
 
         self.config = _as_config(config)
-        self.namespace = p.check_name(namespace or self.config.namespace, "namespace")
+        self.namespace = p.check_name(self.config.namespace if namespace is None else namespace,
+                                      "namespace")
         self.model = model
         self.keys = p.keys_for(self.namespace, self.config.prefix)
         self._hmac = self.config.security.key_bytes()

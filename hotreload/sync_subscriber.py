@@ -122,22 +122,22 @@ class Subscriber(Generic[ModelT]):
 
     def on_change(self, func: F | None = None, /, *, keys: Sequence[str] = (),
                   prefixes: Sequence[str] = ()) -> Any:
-        """Register a (sync) change listener; see `AsyncSubscriber.on_change`."""
-        if func is not None:
-            return self._core.on_change(func)
-        return self._core.on_change(keys=keys, prefixes=prefixes)
+        """Register a change listener; see `AsyncSubscriber.on_change`."""
+        return self._core.on_change(func, keys=keys, prefixes=prefixes)
 
     def on_invalidate(self, func: F | None = None, /, *, keys: Sequence[str] = (),
                       prefixes: Sequence[str] = ()) -> Any:
-        if func is not None:
-            return self._core.on_invalidate(func)
-        return self._core.on_invalidate(keys=keys, prefixes=prefixes)
+        """Register an invalidation listener; see `AsyncSubscriber.on_invalidate`."""
+        return self._core.on_invalidate(func, keys=keys, prefixes=prefixes)
 
     def on_resync(self, func: F) -> F:
         return self._core.on_resync(func)
 
     def register_cache(self, cache: CacheHook) -> None:
         self._thread.loop.call_soon_threadsafe(self._core.register_cache, cache)
+
+    def unregister_cache(self, cache: CacheHook) -> None:
+        self._thread.loop.call_soon_threadsafe(self._core.unregister_cache, cache)
 
     def run_coroutine(self, coro: Awaitable[Any]) -> Any:
         """Run a coroutine on the subscriber's loop (for integrations such as the cache)."""

@@ -84,7 +84,7 @@ async def _demo(url: str | None, pods: int) -> None:
         say(f"\n$ {title}")
         start = time.perf_counter()
         result = await coro
-        if result.version is not None:
+        if result.changed:
             published_at[result.version] = start
             await asyncio.gather(*(s.wait_for_version(result.version, 5, applied=False)
                                    for s in subs))

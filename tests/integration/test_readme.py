@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_readme_python_example_runs(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
+def _run_readme_example(namespace: str) -> None:
     code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[0]
     code = code.replace('namespace="app"', f'namespace="{namespace}"')
     module = types.ModuleType("readme_example")
@@ -25,7 +25,19 @@ def test_readme_python_example_runs(namespace: str, capsys: pytest.CaptureFixtur
         exec(compile(code, str(README), "exec"), module.__dict__)
     finally:
         del sys.modules[module.__name__]
+
+
+def test_readme_python_example_runs(namespace: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _run_readme_example(namespace)
     assert ": pool 10 -> 20" in capsys.readouterr().out
+
+
+def test_readme_python_example_runs_again(namespace: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The second run publishes the same values: a no-op whose version can be waited for."""
+    _run_readme_example(namespace)
+    _run_readme_example(namespace)
+    assert capsys.readouterr().out.count(": pool 10 -> 20") == 1
 
 
 def test_readme_commands_exist() -> None:

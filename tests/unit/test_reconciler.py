@@ -59,11 +59,11 @@ class FakePublisher:
         await self._hold()
         assert namespace is not None
         if self.published.get(namespace) == dict(document):
-            return PublishResult(namespace, None)
+            return PublishResult(namespace, self.version_, False)
         self.published[namespace] = dict(document)
         self.version_ += 1
         self.calls.append(("config", namespace, dict(document)))
-        return PublishResult(namespace, self.version_)
+        return PublishResult(namespace, self.version_, True)
 
     async def invalidate(self, keys: Sequence[str] = (), prefixes: Sequence[str] = (), *,
                          everything: bool = False, namespace: str | None = None,
@@ -72,7 +72,7 @@ class FakePublisher:
         assert namespace is not None
         self.version_ += 1
         self.calls.append(("invalidate", namespace, (tuple(keys), tuple(prefixes), everything)))
-        return PublishResult(namespace, self.version_)
+        return PublishResult(namespace, self.version_, True)
 
     async def version(self, namespace: str | None = None) -> int:
         self._check()
