@@ -4,7 +4,8 @@
 HotReloadError
 ├── ConfigError              a config file, env var or option is invalid
 ├── ProtocolError            a message or snapshot does not follow the wire protocol
-│   └── SignatureError       a message's HMAC signature is missing or wrong
+│   ├── SignatureError       a message's HMAC signature is missing or wrong
+│   └── InputError           an argument given to the publisher cannot be published
 ├── SettingsRejected         settings do not validate against the schema (model)
 ├── DocumentError            a settings document (YAML/JSON/TOML) cannot be read or parsed
 ├── BackendError             Redis or PostgreSQL could not be reached or failed
@@ -35,6 +36,11 @@ class ProtocolError(HotReloadError):
 
 class SignatureError(ProtocolError):
     """A message's HMAC signature is missing or does not match."""
+
+
+class InputError(ProtocolError):
+    """An argument given to the publisher (a key, a value, a namespace, a version...) cannot be
+    published; nothing was sent. The message names the key or path and why."""
 
 
 class SettingsRejected(HotReloadError):
