@@ -137,7 +137,7 @@ def _first_problem(root: Any, depth: int) -> tuple[list[PathPart], str] | None:
             else:
                 for key in node:
                     if not isinstance(key, str):
-                        return path, f"object keys must be strings, not {_show(key)}"
+                        return path, f"object keys must be strings, not {short_repr(key)}"
                     if not key.isascii() and _SURROGATE.search(key):
                         return [*path, key], "the key holds a lone surrogate (not valid UTF-8)"
                 stack.append(iter(node.items()))
@@ -162,7 +162,7 @@ def _scalar_problem(value: Any) -> str | None:
         return None
     if isinstance(value, str):  # fast: isascii() is O(1) in CPython
         if not value.isascii() and _SURROGATE.search(value):
-            return f"{_show(value)} holds a lone surrogate (not valid UTF-8)"
+            return f"{short_repr(value)} holds a lone surrogate (not valid UTF-8)"
         return None
     if isinstance(value, int):
         if value.bit_length() > _BIG_INT_BITS:
@@ -179,11 +179,11 @@ def _scalar_problem(value: Any) -> str | None:
 def _render(path: Sequence[PathPart]) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{_show(part, quote=False)}"
+        out += f"[{part}]" if isinstance(part, int) else f".{short_repr(part, quote=False)}"
     return out
 
 
-def _show(text: Any, *, quote: bool = True) -> str:
+def short_repr(text: Any, *, quote: bool = True) -> str:
     """``text`` for a one-line message: repr'd if it needs escaping, cut if long."""
     if not isinstance(text, str):
         if type(text) is int and text.bit_length() > 64:
@@ -199,9 +199,9 @@ def _show(text: Any, *, quote: bool = True) -> str:
 def check_text(value: Any, what: str) -> str:
     """``value`` if it is a str that UTF-8 can encode (no lone surrogate), else `ProtocolError`."""
     if not isinstance(value, str):
-        raise ProtocolError(f"{what} must be a string, not {_show(value)}")
+        raise ProtocolError(f"{what} must be a string, not {short_repr(value)}")
     if not value.isascii() and _SURROGATE.search(value):
-        raise ProtocolError(f"{what} {_show(value)} holds a lone surrogate (not valid UTF-8)")
+        raise ProtocolError(f"{what} {short_repr(value)} holds a lone surrogate (not valid UTF-8)")
     return value
 
 
@@ -212,13 +212,13 @@ def check_key(key: str) -> str:
     """A settings key is a dotted path of at most `MAX_DEPTH` non-empty segments (valid UTF-8)."""
     if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
         raise ProtocolError(
-            f"invalid settings key {_show(key)}: use dotted names like 'db.pool_size'")
+            f"invalid settings key {short_repr(key)}: use dotted names like 'db.pool_size'")
     if not key.isascii() and _SURROGATE.search(key):
         raise ProtocolError(
-            f"invalid settings key {_show(key)}: holds a lone surrogate (not valid UTF-8)")
+            f"invalid settings key {short_repr(key)}: holds a lone surrogate (not valid UTF-8)")
     if key.count(".") >= MAX_DEPTH:
         raise ProtocolError(
-            f"invalid settings key {_show(key)}: more than {MAX_DEPTH} levels deep")
+            f"invalid settings key {short_repr(key)}: more than {MAX_DEPTH} levels deep")
     return key
 
 
