@@ -51,7 +51,8 @@ class DocumentError(HotReloadError):
     """A settings document cannot be read or parsed.
 
     ``reason`` is a short stable label for metrics (``missing``, ``read``, ``empty``, ``yaml``,
-    ``json``, ``toml``, ``type``, ``key``); the message is one line naming the file and line.
+    ``json``, ``toml``, ``too_large``, ``type``, ``key``); the message is one line naming the
+    file and line.
     """
 
     def __init__(self, message: str, *, reason: str = "invalid") -> None:
