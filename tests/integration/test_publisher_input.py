@@ -114,6 +114,13 @@ CASES: list[tuple[str, Call, str]] = [
      "rollback needs a version number, not a float"),
     ("rollback to True", lambda pub: pub.rollback(True), "rollback needs a version number, "
      "not a bool"),
+    ("plan a rollback to None", lambda pub: pub.plan_rollback(None),  # type: ignore[arg-type]
+     "rollback needs a version number, not None"),
+    ("rollback expecting a string", lambda pub: pub.rollback(
+        1, expected_version="1"),  # type: ignore[arg-type]
+     "expected_version must be a version number, not a str"),
+    ("rollback with a bad source", lambda pub: pub.rollback(1, source="\udc80"),
+     "source '\\udc80' holds a lone surrogate"),
     ("a bad namespace", lambda pub: pub.publish({"x": 2}, namespace="bad ns"),
      "invalid namespace 'bad ns'"),
     ("a namespace not a str", lambda pub: pub.invalidate(
@@ -214,4 +221,4 @@ def test_settings_exactly_at_the_depth_limit_are_published_and_read_back(
         result = pub.publish({"a.b": value, "flat": nested(D - 1, kind="list")})
         sub.wait_for_version(result.version or 0)
         assert sub.get("a.b") == value
-        assert pub.replace(pub.snapshot().settings).version is None  # a document at the limit
+        assert not pub.replace(pub.snapshot().settings).changed  # a document at the limit
