@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ._parsers import load_yaml
 from .errors import ConfigError, ProtocolError
 from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
@@ -388,12 +389,16 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
     data: Any = {}
     if file.exists():
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            data = load_yaml(file.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        except RecursionError:
+            raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
         if not isinstance(data, dict):

@@ -35,7 +35,8 @@ def build_sources(config: HotReloadConfig) -> list[Source]:
     if config.postgres is not None:
         from .sources.postgres import PostgresSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
-        sources.append(PostgresSource(config.postgres, default_namespace=config.namespace))
+        sources.append(PostgresSource(config.postgres, default_namespace=config.namespace,
+                                      max_row_bytes=config.security.max_message_bytes // 2))
     return sources
 
 

@@ -21,17 +21,29 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
+from ._dotted import short_repr
 from .config import PostgresSettings
 from .errors import BackendError, HotReloadError, ProtocolError
 from .pgconn import PG_ERRORS, AsyncConn, connect, describe
-from .protocol import check_json_value, check_key, check_name, flatten, unflatten
+from .protocol import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_DEPTH,
+    check_json_value,
+    check_key,
+    check_name,
+    flatten,
+    loads,
+    unflatten,
+)
 
 __all__ = [
     "DEFAULT_CHANNEL",
+    "DEFAULT_MAX_ROW_BYTES",
     "DEFAULT_TABLE",
     "SqlNames",
     "TableRead",
     "build_documents",
+    "decode_value",
     "install",
     "read_all",
     "read_namespace",
@@ -45,6 +57,10 @@ _INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialis
 
 DEFAULT_TABLE: Final = "hotreload_settings"
 DEFAULT_CHANNEL: Final = "hotreload_settings"
+DEFAULT_MAX_ROW_BYTES: Final = DEFAULT_MAX_MESSAGE_BYTES // 2
+"""A row whose key and value (as JSON text) take more bytes is skipped without being fetched:
+an event carries a value's old and new text and must fit in ``security.max_message_bytes``
+(the daemon passes half of that; this is half of its default)."""
 
 
 # --------------------------------------------------------------------------- SQL objects
@@ -216,32 +232,43 @@ class TableRead:
     problems: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Unusable:
+    """The value of a row that cannot be used, and why (one line)."""
+
+    why: str
+
+
 def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
     """Rows ``(namespace, dotted key, JSON value)`` to nested documents (pure; no I/O).
 
-    A row with an invalid namespace or key, or whose key clashes with another row's (``db`` = 5
-    beside ``db.pool`` = 3), is skipped and reported in ``problems``; the others still count.
-    A row whose value is an object contributes that whole subtree.
+    A row with an invalid namespace or key, a value that is not plain JSON or nests more than
+    `MAX_DEPTH` levels (the key's levels included), or whose key clashes with another row's
+    (``db`` = 5 beside ``db.pool`` = 3), is skipped and reported in ``problems``; the others
+    still count. A row whose value is an object contributes that whole subtree.
     """
     flat: dict[str, dict[str, Any]] = {}
     inner: dict[str, set[str]] = {}
     out = TableRead()
     for ns, key, value in sorted(rows, key=lambda r: (r[0], r[1])):
+        where = f"row ({short_repr(ns)}, {short_repr(key)})"
         try:
             check_name(ns, "namespace")
         except HotReloadError as exc:
-            out.problems.setdefault(ns, []).append(f"row ({ns!r}, {key!r}): {exc}")
+            out.problems.setdefault(ns, []).append(f"{where}: {exc}")
             continue
         leaves = flat.setdefault(ns, {})
         parents = inner.setdefault(ns, set())
         try:
             check_key(key)
-            check_json_value(value, key)
+            if isinstance(value, _Unusable):
+                raise ProtocolError(value.why)
+            check_json_value(value, key, depth=key.count(".") + 1)
             entries = flatten(value, key + ".") if isinstance(value, dict) and value else {
                 key: value}
             _check_clash(entries, leaves, parents)
         except HotReloadError as exc:
-            out.problems.setdefault(ns, []).append(f"row ({ns!r}, {key!r}): {exc}")
+            out.problems.setdefault(ns, []).append(f"{where}: {exc}")
             continue
         for k, v in entries.items():
             leaves[k] = v
@@ -250,6 +277,24 @@ def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
     for ns, leaves in flat.items():
         out.documents[ns] = unflatten(leaves)
     return out
+
+
+def decode_value(text: str | None, size: int | None, max_row_bytes: int) -> Any:
+    """A row's value from its JSON text (None: SQL NULL) and the size of its key and value.
+
+    Never raises: what cannot be used comes back as a marker that `build_documents` reports.
+    """
+    if size is None:
+        return _Unusable("the value is NULL (the JSON null is 'null')")
+    if text is None or size > max_row_bytes:
+        return _Unusable(f"key and value take {size} bytes, over the limit of {max_row_bytes} "
+                         "bytes (half of security.max_message_bytes)")
+    try:
+        return loads(text)
+    except RecursionError:
+        return _Unusable(f"the value is nested more than {MAX_DEPTH} levels deep")
+    except ValueError as exc:
+        return _Unusable(f"the value is not valid JSON: {str(exc).split(';')[0]}")
 
 
 def _check_clash(entries: dict[str, Any], leaves: dict[str, Any], parents: set[str]) -> None:
@@ -261,18 +306,27 @@ def _check_clash(entries: dict[str, Any], leaves: dict[str, Any], parents: set[s
             raise ProtocolError(f"key {k!r} clashes with another row ({clash or k!r} is set)")
 
 
-async def read_all(conn: AsyncConn, table: str = DEFAULT_TABLE) -> TableRead:
+# Values come as text, decoded here (psycopg's jsonb loader recurses without a bound); a value
+# too big is not even sent. ``value::text`` also reads a hand-made ``json`` or ``text`` column.
+_SELECT: Final = """
+SELECT namespace, key,
+       CASE WHEN octet_length(key) + octet_length(value::text) <= %s THEN value::text END,
+       octet_length(key) + octet_length(value::text)
+FROM {}"""
+
+
+async def read_all(conn: AsyncConn, table: str = DEFAULT_TABLE, *,
+                   max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> TableRead:
     """Every namespace of the settings table, in one statement (one snapshot)."""
-    query = sql.SQL("SELECT namespace, key, value FROM {}").format(sql.Identifier(table))
-    return await _read(conn, query, ())
+    query = sql.SQL(_SELECT).format(sql.Identifier(table))
+    return await _read(conn, query, (max_row_bytes,), max_row_bytes)
 
 
-async def read_namespace(conn: AsyncConn, namespace: str,
-                         table: str = DEFAULT_TABLE) -> TableRead:
+async def read_namespace(conn: AsyncConn, namespace: str, table: str = DEFAULT_TABLE, *,
+                         max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> TableRead:
     """One namespace of the settings table (absent from ``documents`` if it has no rows)."""
-    query = sql.SQL("SELECT namespace, key, value FROM {} WHERE namespace = %s").format(
-        sql.Identifier(table))
-    return await _read(conn, query, (namespace,))
+    query = sql.SQL(_SELECT + " WHERE namespace = %s").format(sql.Identifier(table))
+    return await _read(conn, query, (max_row_bytes, namespace), max_row_bytes)
 
 
 async def read_registered(conn: AsyncConn, table: str = DEFAULT_TABLE) -> set[str] | None:
@@ -291,10 +345,11 @@ async def read_registered(conn: AsyncConn, table: str = DEFAULT_TABLE) -> set[st
     return {r[0] for r in rows}
 
 
-async def _read(conn: AsyncConn, query: sql.Composed, params: tuple[Any, ...]) -> TableRead:
+async def _read(conn: AsyncConn, query: sql.Composed, params: tuple[Any, ...],
+                max_row_bytes: int) -> TableRead:
     try:
         cur = await conn.execute(query, params)
         rows = await cur.fetchall()
     except PG_ERRORS as exc:
         raise BackendError(f"cannot read the settings table: {describe(exc)}") from exc
-    return build_documents((r[0], r[1], r[2]) for r in rows)
+    return build_documents((r[0], r[1], decode_value(r[2], r[3], max_row_bytes)) for r in rows)

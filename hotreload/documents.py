@@ -26,9 +26,13 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from ._parsers import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from ._parsers import MAX_YAML_ALIASES as MAX_YAML_ALIASES
+from ._parsers import MAX_YAML_CHARS as MAX_YAML_CHARS
+from ._parsers import MAX_YAML_NODES as MAX_YAML_NODES
 from ._parsers import PARSERS, too_deep, yaml_line
 from .errors import ConfigError, DocumentError, ProtocolError, SettingsRejected
-from .protocol import flatten
+from .protocol import MAX_DEPTH, flatten
 
 Format: TypeAlias = Literal["yaml", "json", "toml"]
 FORMATS: Final[tuple[str, ...]] = get_args(Format)
@@ -36,8 +40,6 @@ PathPart: TypeAlias = str | int
 _SUFFIXES: Final[dict[str, Format]] = {
     ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml",
 }
-MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
-"""A settings file larger than this (16 MiB) is rejected (``read``) without being read."""
 _READ_CHUNK: Final = 1024 * 1024
 
 
@@ -158,6 +160,8 @@ def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
         raise DocumentError(f"{origin}: {exc}", reason="key") from None
     if problem is not None:
         reason, parts, why = problem
+        if reason == "depth":
+            raise too_deep(origin, format)
         line = yaml_line(text, parts) if format == "yaml" else None
         shown = parts[:-1] if reason == "key" else parts  # the key itself is in ``why``
         raise DocumentError(Problem(_dotted(shown), why, line).render(origin), reason=reason)
@@ -262,6 +266,8 @@ def _check_tree(node: Any, path: tuple[PathPart, ...]) -> _Found | None:
         return None
     if isinstance(node, float):
         return None if math.isfinite(node) else ("type", path, f"{node!r} is not a JSON number")
+    if isinstance(node, (list, dict)) and len(path) >= MAX_DEPTH:
+        return ("depth", path, f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, list):
         for i, item in enumerate(node):
             found = _check_tree(item, (*path, i))

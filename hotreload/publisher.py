@@ -23,12 +23,14 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from . import protocol as p
+from ._dotted import check_text
 from ._frozen import patch_tree
 from ._gc import collect_startup_garbage
+from ._inputs import check_version, flag, input_errors, mapping, strings
 from ._sync import LoopThread
 from .config import HotReloadConfig
 from .connection import make_client, wrap_errors
-from .errors import ConflictError, HistoryError, ProtocolError
+from .errors import ConflictError, HistoryError, InputError, ProtocolError
 
 log = logging.getLogger("hotreload.publisher")
 
@@ -119,10 +121,11 @@ class AsyncPublisher:
         client: aioredis.Redis | None = None,
     ) -> None:
         self.config = _as_config(config)
-        self.namespace = p.check_name(self.config.namespace if namespace is None else namespace,
-                                      "namespace")
-        self.source = source
-        self.origin = origin or default_origin()
+        with input_errors():
+            self.namespace = p.check_name(
+                self.config.namespace if namespace is None else namespace, "namespace")
+            self.source = check_text(source, "source")
+            self.origin = check_text(origin or default_origin(), "origin")
         self._hmac = self.config.security.key_bytes()
         self._own_client = client is None
         self.redis = client if client is not None else make_client(self.config)
@@ -205,20 +208,26 @@ class AsyncPublisher:
         namespace: str | None = None,
         source: str | None = None,
     ) -> PublishResult:
-        """Set and delete dotted keys as one event with one version (no-op if nothing changes)."""
-        sets = dict(changes or {})
-        deletes = list(delete)
-        return await self._commit(self._ns(namespace), source,
-                                  lambda flat: p.update(flat, sets, deletes))
+        """Set and delete dotted keys as one event with one version (no-op if nothing changes).
+
+        A bad argument raises `InputError` before anything is sent."""
+        with input_errors():
+            sets = dict(mapping({} if changes is None else changes, "changes"))
+            deletes = list(strings(delete, "delete"))
+            p.update({}, sets, deletes)  # every check, before any I/O
+            ns, src = self._target(namespace, source)
+        return await self._commit(ns, src, lambda flat: p.update(flat, sets, deletes))
 
     async def replace(
         self, document: Mapping[str, Any], *, namespace: str | None = None,
         source: str | None = None,
     ) -> PublishResult:
         """Make the namespace's settings exactly ``document``: one event with the diff."""
-        p.check_json_value(document, "document")
-        target = p.flatten(p.loads(p.canonical_json(document)))  # a private deep copy
-        return await self._commit(self._ns(namespace), source, lambda _flat: target)
+        with input_errors():
+            p.check_json_value(mapping(document, "the document"), "document")
+            target = p.flatten(p.loads(p.canonical_json(document)))  # a private deep copy
+            ns, src = self._target(namespace, source)
+        return await self._commit(ns, src, lambda _flat: target)
 
     async def invalidate(
         self,
@@ -230,16 +239,19 @@ class AsyncPublisher:
         source: str | None = None,
     ) -> PublishResult:
         """Tell every subscriber's caches to drop ``keys``, ``prefixes`` (or everything)."""
-        if not (keys or prefixes or everything):
-            raise ValueError("invalidate needs keys, prefixes or everything=True")
-        ns = self._ns(namespace)
-        return await self._commit(ns, source, None, invalidation=(tuple(keys), tuple(prefixes),
-                                                                   everything))
+        with input_errors():
+            ikeys, iprefixes = strings(keys, "keys"), strings(prefixes, "prefixes")
+            if not (flag(everything, "everything") or ikeys or iprefixes):
+                raise InputError("invalidate needs keys, prefixes or everything=True")
+            ns, src = self._target(namespace, source)
+        return await self._commit(ns, src, None, invalidation=(ikeys, iprefixes, everything))
 
     async def plan_rollback(self, to_version: int, *,
                             namespace: str | None = None) -> RollbackPlan:
         """What `rollback` to ``to_version`` would change now (nothing is published)."""
-        ns = self._ns(namespace)
+        with input_errors():
+            check_version(to_version, "rollback needs a version number")
+            ns, _ = self._target(namespace, None)
         snap = await self.snapshot(ns)
         if not 0 <= to_version <= snap.version:
             raise HistoryError(f"version {to_version} is not between 0 and {snap.version}")
@@ -266,12 +278,21 @@ class AsyncPublisher:
         With ``expected_version`` (the ``from_version`` of a `plan_rollback` you showed), a
         namespace that has moved on since raises `ConflictError` and publishes nothing.
         """
+        with input_errors():
+            self._target(namespace, source)
+            if expected_version is not None:
+                check_version(expected_version, "expected_version must be a version number")
         plan = await self.plan_rollback(to_version, namespace=namespace)
         if expected_version is not None and plan.from_version != expected_version:
             raise _moved_on(plan.namespace, plan.from_version, expected_version)
         target = plan.flat
         return await self._commit(plan.namespace, source, lambda _flat: target,
                                   expected_version=expected_version)
+
+    def _target(self, namespace: str | None, source: str | None) -> tuple[str, str | None]:
+        """The checked namespace and source of a call."""
+        ns = p.check_name(self._ns(namespace), "namespace")
+        return ns, None if source is None else check_text(source, "source")
 
     # ------------------------------------------------------------------ the commit loop
 
@@ -424,7 +445,7 @@ class Publisher:
         namespace: str | None = None,
         source: str | None = None,
     ) -> PublishResult:
-        return self._thread.run(self._core.publish(changes, list(delete), namespace=namespace,
+        return self._thread.run(self._core.publish(changes, delete, namespace=namespace,
                                                    source=source))
 
     def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,

@@ -71,7 +71,7 @@ def settings_namespace(payload: str) -> str | None:
     """The namespace a settings-trigger payload names, or None for "re-read everything"."""
     try:
         obj = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     namespace = obj.get("namespace") if isinstance(obj, dict) else None
     if not isinstance(namespace, str):

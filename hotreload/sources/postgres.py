@@ -46,8 +46,10 @@ class PostgresSource:
 
     name = SOURCE
 
-    def __init__(self, settings: PostgresSettings, *, default_namespace: str) -> None:
+    def __init__(self, settings: PostgresSettings, *, default_namespace: str,
+                 max_row_bytes: int = db.DEFAULT_MAX_ROW_BYTES) -> None:
         self.settings = settings
+        self.max_row_bytes = max_row_bytes  # a bigger row is skipped: it could never publish
         self.channels = {c.channel: c for c in settings.invalidation_channels(default_namespace)}
         # Namespaces each invalidation channel has carried: all get "everything" on reconnect.
         self._carried = {c.channel: {c.namespace or default_namespace}
@@ -191,8 +193,9 @@ class PostgresSource:
             # the registry first: a namespace registered and then emptied reads as empty
             registered = await pgconn.bounded(conn, db.read_registered(conn, table),
                                               self.settings.query_timeout, "reading the settings")
-            read = await pgconn.bounded(conn, db.read_all(conn, table),
-                                    self.settings.query_timeout, "reading the settings")
+            read = await pgconn.bounded(
+                conn, db.read_all(conn, table, max_row_bytes=self.max_row_bytes),
+                self.settings.query_timeout, "reading the settings")
             if registered is None and not self._no_registry:
                 self._no_registry = True
                 log.warning("table %s_namespaces is missing: namespaces emptied while no daemon "
@@ -210,7 +213,8 @@ class PostgresSource:
     async def _refresh(self, conn: pgconn.AsyncConn, sink: Sink, ns: str) -> None:
         async with self._lock:
             read = await pgconn.bounded(
-                conn, db.read_namespace(conn, ns, self.settings.settings_table),
+                conn, db.read_namespace(conn, ns, self.settings.settings_table,
+                                        max_row_bytes=self.max_row_bytes),
                 self.settings.query_timeout, "reading the settings")
             await self._safe(sink.desired(ns, read.documents.get(ns, {}), source=SOURCE))
             if ns in read.documents:

@@ -537,6 +537,30 @@ async def test_deeply_nested_file_is_a_rejection_and_every_watch_lives_on(
     assert not actions & {"watch_polling", "watch_failed"}  # a bad file is no inotify failure
 
 
+BOMB_YAML = "\n".join(
+    [f"{n}: &{n} [" + ",".join([f"*{p}" if p else "lol"] * 9) + "]"
+     for p, n in zip(["", *"abcdefgh"], "abcdefghi", strict=True)]) + "\n"
+
+
+async def test_an_anchor_bomb_is_rejected_at_once_and_a_later_good_save_publishes(
+        conf: Path) -> None:
+    """A 300-byte "billion laughs" save held up a good save 0.3 s later by 22.7 s."""
+    assert len(BOMB_YAML) < 350
+    (conf / "bomb.yaml").write_text("b: 1\n")
+    sink = RecordingSink()
+    # the bomb is read first: a directory's files are checked one after the other
+    async with running(FileSource([cfg(conf / "bomb.yaml", "bomb"), *two_files(conf)]), sink):
+        await sink.wait_doc("bomb", {"b": 1})
+        replace_save(conf / "bomb.yaml", BOMB_YAML)
+        replace_save(conf / "app.yaml", yaml_of(pool=9))  # same directory, right after
+        await sink.wait_doc("app", doc(pool=9))
+        _, reason, detail = await sink.wait_rejected(1)
+    assert reason == "too_large"
+    assert detail.startswith(f"{conf / 'bomb.yaml'}:7:4: YAML too large: with its aliases "
+                             "expanded, the document holds more than")
+    assert sink.docs("bomb") == [{"b": 1}] and len(sink.rejections) == 1
+
+
 async def test_unexpected_error_while_checking_is_a_rejection(
         conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = check_document

@@ -96,6 +96,47 @@ def test_yaml_error_names_the_line(tmp_path: Path) -> None:
         load_config(write(tmp_path, "a: 1\nb: 2\nc: d: e\n"))
 
 
+def _laughs() -> str:
+    lines = ["a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    for i in range(1, 9):
+        name, prev = chr(ord("a") + i), chr(ord("a") + i - 1)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (_laughs(), "config.yaml:7: invalid YAML: with its aliases expanded, the document holds "
+                "more than 1000000 nodes"),
+    ("a: &a\n  - *a\n", "config.yaml:2: invalid YAML: alias *a is inside its own anchor "
+                        "(not JSON)"),
+    ("redis: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1: invalid YAML: nested too "
+                                                  "deeply"),
+], ids=["anchor-bomb", "recursive-alias", "deep"])
+def test_hostile_yaml_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value) == f"{tmp_path / message}"
+
+
+def test_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"namespace: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: not UTF-8 text \(byte 14\)"):
+        load_config(path)
+
+
+def test_anchors_in_a_config_still_work(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+redis: &redis {addr: "cache:6380"}
+sources:
+  files:
+    - &file {path: /etc/a.yaml, namespace: a}
+    - {<<: *file, path: /etc/b.yaml, namespace: b}
+"""))
+    assert cfg.redis.addr == "cache:6380"
+    assert [f.namespace for f in cfg.sources.files] == ["a", "b"]
+
+
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")

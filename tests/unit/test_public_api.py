@@ -70,3 +70,26 @@ def test_sync_facades_pass_no_hidden_keyword_arguments() -> None:
             if callable(obj):
                 kinds = {x.kind for x in inspect.signature(obj).parameters.values()}
                 assert inspect.Parameter.VAR_KEYWORD not in kinds, f"{sync.__name__}.{name}"
+
+
+def test_the_error_tree_in_the_docstring_is_the_real_one() -> None:
+    import re
+
+    from hotreload import errors
+
+    drawn: dict[str, str] = {}  # class -> parent, as drawn
+    parents: list[str] = []
+    for line in (errors.__doc__ or "").splitlines():
+        found = re.match(r"^((?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+)(?:\s|$)", line)
+        if found is None:
+            continue
+        level = len(found[1]) // 4 + (1 if "── " in line else 0)
+        del parents[level:]
+        if parents:
+            drawn[found[2]] = parents[-1]
+        parents.append(found[2])
+    real = {name: cls.__base__.__name__ for name, cls in vars(errors).items()
+            if isinstance(cls, type) and issubclass(cls, errors.HotReloadError)
+            and cls is not errors.HotReloadError}
+    assert drawn == real
+    assert set(real) <= set(hotreload.__all__)
