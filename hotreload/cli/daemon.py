@@ -6,6 +6,8 @@ import asyncio
 
 import click
 
+from ..config import http_address
+from ..errors import ConfigError
 from ..logs import configure_logging
 from ._base import State, handle_errors
 
@@ -24,7 +26,11 @@ def daemon(state: State, http: str | None) -> None:
 
     config = state.config
     if http is not None:
-        section = config.daemon.model_copy(update={"http": None if http == "off" else http})
+        try:
+            address = http_address(http)
+        except ValueError as exc:
+            raise ConfigError(f"--http {http!r}: {exc}") from None
+        section = config.daemon.model_copy(update={"http": address})
         config = config.model_copy(update={"daemon": section})
     if state.log_format == "text" and config.daemon.log_format == "json":
         configure_logging(verbose=state.verbose, fmt="json")
