@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -330,6 +331,18 @@ class HotReloadConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlData(settings_cls))
 
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The file this configuration was read from (absolute), or None."""
+        return self._config_file
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The directory of `config_file` (schemas are imported from there first), or None."""
+        return None if self._config_file is None else self._config_file.parent
+
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> HotReloadConfig:
         """A config for ``redis://...`` with everything else default."""
@@ -441,4 +454,13 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
             raise ConfigError(f"{file}: the top level must be a mapping")
     elif explicit:
         raise ConfigError(f"{file}: no such config file")
-    return build_config(data, origin=str(file), **overrides)
+    config = build_config(data, origin=str(file), **overrides)
+    if file.exists():
+        config._config_file = file.resolve()
+    return config
+
+
+def existing_config_dir(path: str | os.PathLike[str] | None) -> Path | None:
+    """The directory of the config file `load_config` would read, if that file exists."""
+    file, _ = config_path(path)
+    return file.resolve().parent if file.is_file() else None

@@ -31,7 +31,8 @@ def build_sources(config: HotReloadConfig) -> list[Source]:
         from .sources.files import FileSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         sources.append(FileSource(config.sources.files, step_ms=config.daemon.watch_step_ms,
-                                  debounce_ms=config.daemon.watch_debounce_ms))
+                                  debounce_ms=config.daemon.watch_debounce_ms,
+                                  config_dir=config.config_dir))
     if config.postgres is not None:
         from .sources.postgres import PostgresSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
 

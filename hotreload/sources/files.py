@@ -102,7 +102,10 @@ class FileSource:
         debounce_ms: int = 50,
         force_polling: bool = False,
         poll_delay_ms: int = 300,
+        config_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``config_dir``: the config file's directory, where schemas are looked for first
+        (`hotreload.documents.load_schema`)."""
         self._step_ms = step_ms
         self._debounce_ms = max(debounce_ms, step_ms + 1)  # watchfiles #360: keep step < debounce
         self._force_polling = force_polling
@@ -116,7 +119,7 @@ class FileSource:
                                   f"{owners[cfg.namespace]} and {cfg.path}")
             owners[cfg.namespace] = cfg.path
             path = os.path.abspath(cfg.path)
-            model = load_schema(cfg.schema_) if cfg.schema_ else None
+            model = load_schema(cfg.schema_, config_dir=config_dir) if cfg.schema_ else None
             entry = _File(cfg, path, f"file:{cfg.path}", detect_format(path, cfg.format), model)
             self._files.append(entry)
             self._dirs.setdefault(os.path.dirname(path), []).append(entry)
