@@ -41,7 +41,12 @@ class Sink(Protocol):
 
 
 class Source(Protocol):
-    """A source of desired state; `run` returns only when cancelled."""
+    """A source of desired state; `run` returns only when cancelled.
+
+    A source reports to the sink under its ``name``; one that reports under other names too
+    (the file source: ``file:<path>`` per file) lists them in an optional ``reporters``
+    attribute, so the daemon's status shows them as part of this source.
+    """
 
     name: str
 

@@ -125,6 +125,8 @@ class FileSource:
             self._dirs.setdefault(os.path.dirname(path), []).append(entry)
         self.ready = asyncio.Event()
         """Set once `run` has done its first reconcile and watches every directory."""
+        self.reporters: tuple[str, ...] = tuple(entry.source for entry in self._files)
+        """The names this source reports to the sink under (``file:<path>``, one per file)."""
 
     async def reconcile(self, sink: Sink) -> None:
         """Re-read every file; hand every good (or last good) document to ``sink``."""
