@@ -19,7 +19,8 @@ class LeaderLike(Protocol):
 
     async def acquire(self) -> None: ...
 
-    async def wait_lost(self) -> None: ...
+    async def wait_lost(self) -> str | None:
+        """Return (why, if known) once the lock is lost."""
 
     async def release(self) -> None: ...
 

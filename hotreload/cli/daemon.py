@@ -8,7 +8,7 @@ import click
 
 from ..config import http_address
 from ..errors import ConfigError
-from ..logs import configure_logging
+from ..logs import DAEMON_LEVEL, configure_logging
 from ._base import State, handle_errors
 
 
@@ -32,6 +32,7 @@ def daemon(state: State, http: str | None) -> None:
             raise ConfigError(f"--http {http!r}: {exc}") from None
         section = config.daemon.model_copy(update={"http": address})
         config = config.model_copy(update={"daemon": section})
-    if state.log_format == "text" and config.daemon.log_format == "json":
-        configure_logging(verbose=state.verbose, fmt="json")
+    # --log-format json wins; else daemon.log_format
+    fmt = state.log_format if state.log_format == "json" else config.daemon.log_format
+    configure_logging(verbose=state.verbose, fmt=fmt, level=DAEMON_LEVEL)
     asyncio.run(Daemon(config, handle_signals=True).run())

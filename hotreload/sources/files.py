@@ -6,9 +6,10 @@ in a directory re-reads its files and compares content hashes, so in-place write
 ``sed -i`` and the ConfigMap ``..data`` swap look the same, and a ``touch`` publishes nothing.
 
 A changed good document goes to `Sink.desired`; a bad one goes to `Sink.rejected` (once per bad
-content, after a short settle so an editor's truncate-then-write is not reported) and the last good
-one stays live. A vanished directory is awaited by watching its nearest existing ancestor; if
-inotify fails (e.g. ``fs.inotify.max_user_watches``) the watch falls back to polling.
+content, after a short settle so an editor's truncate-then-write is not reported; the sink logs
+it) and the last good one stays live. A vanished directory is awaited by watching its nearest
+existing ancestor; if inotify fails (e.g. ``fs.inotify.max_user_watches``) the watch falls back
+to polling.
 
 Files are read and parsed in a worker thread, so a slow disk or a big YAML file never stalls the
 event loop. Whatever a file holds is at worst a rejection of that file: one directory's watcher
@@ -185,11 +186,8 @@ class FileSource:
                                 source=entry.source)
                     await _tell(entry, sink.accepted, entry.source)
                 return
-            if changed:
+            if changed:  # the sink counts, shows and logs it (once)
                 reason = "schema" if isinstance(result, SettingsRejected) else result.reason
-                log.warning("rejected (%s), the last good document stays: %s", reason, result,
-                            extra={"action": "rejected", "source": entry.source,
-                                   "reason": reason})
                 await _tell(entry, sink.rejected, entry.source, reason, str(result))
             if force and entry.good is not None:
                 await _tell(entry, sink.desired, entry.config.namespace, entry.good.data,

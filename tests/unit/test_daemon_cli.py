@@ -85,3 +85,32 @@ def test_python_dash_m_runs_the_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "hotreload", "--version"], capture_output=True,
                          text=True, check=True, timeout=60)
     assert "hotreload" in out.stdout
+
+
+@pytest.mark.parametrize(("args", "level"), [
+    ([], logging.INFO),  # the daemon's log is its only output
+    (["-v"], logging.DEBUG),
+])
+def test_the_daemon_logs_from_info_other_commands_from_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], level: int) -> None:
+    import hotreload.daemon
+
+    seen: list[int] = []
+
+    class FakeDaemon:
+        def __init__(self, config: object, **kwargs: object) -> None:
+            pass
+
+        async def run(self) -> None:
+            seen.append(logging.getLogger("hotreload").level)
+
+    monkeypatch.setattr(hotreload.daemon, "Daemon", FakeDaemon)
+    register(cli)
+    config = tmp_path / "config.yaml"
+    config.write_text("daemon: {http: off}\n")
+    result = CliRunner().invoke(cli, [*args, "-c", str(config), "daemon"])
+    assert result.exit_code == 0, result.output
+    assert seen == [level]
+    result = CliRunner().invoke(cli, [*args, "-c", str(config), "validate", str(config)])
+    assert result.exit_code == 0, result.output
+    assert logging.getLogger("hotreload").level == (logging.DEBUG if args else logging.WARNING)
