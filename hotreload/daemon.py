@@ -123,17 +123,34 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         rec = self.reconciler
-        sources = {name: {"running": up, **rec.sources.get(name, SourceState()).as_dict()}
-                   for name, up in self._running.items()}
-        for name, state in rec.sources.items():
-            sources.setdefault(name, {"running": None, **state.as_dict()})
         return {
             "host": self.host, "pid": self.pid, "version": __version__,
             "role": self.role, "leader_error": self.election.error,
             "started_at": self.started_at, "updated_at": time.time(),
             "http": self.http.address if self.http else None,
-            "sources": sources, **rec.status(),
+            "sources": self._sources_status(), **rec.status(),
         }
+
+    def _sources_status(self) -> dict[str, dict[str, Any]]:
+        """Each source once: whether it runs, its newest current error, its rejections (summed
+        over the names it reports under, e.g. one per file). A name no source claims is shown
+        on its own with ``running`` None (unknown)."""
+        owner = {name: src.name for src in self.sources
+                 for name in (src.name, *getattr(src, "reporters", ()))}
+        merged: dict[str, list[SourceState]] = {name: [] for name in self._running}
+        for name, state in self.reconciler.sources.items():
+            merged.setdefault(owner.get(name, name), []).append(state)
+        out: dict[str, dict[str, Any]] = {}
+        for name, states in merged.items():
+            errors = [s.last_error for s in states if s.last_error is not None]
+            rejections: dict[str, int] = {}
+            for state in states:
+                for reason, n in state.rejections.items():
+                    rejections[reason] = rejections.get(reason, 0) + n
+            out[name] = {"running": self._running.get(name),
+                         "last_error": max(errors, key=lambda e: e.get("ts", 0), default=None),
+                         "rejections": dict(sorted(rejections.items()))}
+        return out
 
     # ------------------------------------------------------------------ run
 

@@ -19,7 +19,8 @@ class LeaderLike(Protocol):
 
     async def acquire(self) -> None: ...
 
-    async def wait_lost(self) -> None: ...
+    async def wait_lost(self) -> str | None:
+        """Return (why, if known) once the lock is lost."""
 
     async def release(self) -> None: ...
 
@@ -31,7 +32,8 @@ def build_sources(config: HotReloadConfig) -> list[Source]:
         from .sources.files import FileSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         sources.append(FileSource(config.sources.files, step_ms=config.daemon.watch_step_ms,
-                                  debounce_ms=config.daemon.watch_debounce_ms))
+                                  debounce_ms=config.daemon.watch_debounce_ms,
+                                  config_dir=config.config_dir))
     if config.postgres is not None:
         from .sources.postgres import PostgresSource  # type: ignore[import-not-found,import-untyped,unused-ignore]
 

@@ -64,7 +64,8 @@ def describe_daemon(doc: dict[str, Any]) -> list[str]:
     lines += [f"  conflict: {detail}" for detail in doc.get("conflicts", [])]
     for name, src in sorted(doc.get("sources", {}).items()):
         counts = ", ".join(f"{r}={n}" for r, n in sorted(src.get("rejections", {}).items()))
-        state = "running" if src.get("running") else "NOT running"
+        running = src.get("running")
+        state = {True: "running", False: "NOT running"}.get(running, "state unknown")
         error = src.get("last_error")
         line = f"  source {name}: {state}" + (f", rejections {counts}" if counts else "")
         if error:

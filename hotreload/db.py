@@ -13,9 +13,9 @@ See docs/postgres.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("hotreload.db")
+T = TypeVar("T")
 
 _INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialising installs
 
@@ -168,6 +169,11 @@ DROP FUNCTION IF EXISTS {payload}(text, text, text);
 """
 
 
+#: The functions `_UNINSTALL` drops: name suffix and argument types.
+_FUNCTIONS: Final = (("_register", ""), ("_notify", ""), ("_touch", ""),
+                     ("_payload", "text, text, text"))
+
+
 def _render(template: str, names: SqlNames) -> sql.Composed:
     return sql.SQL(template).format(
         table=names.ident(),
@@ -187,7 +193,9 @@ def _render(template: str, names: SqlNames) -> sql.Composed:
 Target = AsyncConn | PostgresSettings | str
 
 
-async def _run_script(target: Target, names: SqlNames | None, template: str, what: str) -> None:
+async def _run_script(target: Target, names: SqlNames | None, what: str,
+                      body: Callable[[AsyncConn, SqlNames], Awaitable[T]]) -> T:
+    """``body`` in one transaction holding the install lock (connecting first if need be)."""
     if isinstance(target, str):
         target = PostgresSettings(dsn=SecretStr(target))
     if names is None:
@@ -197,14 +205,12 @@ async def _run_script(target: Target, names: SqlNames | None, template: str, wha
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INSTALL_LOCK,))
-            await conn.execute(_render(template, names))
+            return await body(conn, names)
     except PG_ERRORS as exc:
         raise BackendError(f"{what} {names.table}: {describe(exc)}") from exc
     finally:
         if conn is not target:
             await conn.close()
-    log.info("%s table %s (channel %s)", what, names.table, names.channel,
-             extra={"action": what})
 
 
 async def install(target: Target, names: SqlNames | None = None) -> None:
@@ -213,12 +219,55 @@ async def install(target: Target, names: SqlNames | None = None) -> None:
     ``target`` is an open connection, a DSN, or the settings to connect with; ``names`` defaults
     to the settings' table and channel (else ``hotreload_settings`` for both).
     """
-    await _run_script(target, names, _INSTALL, "installed")
+
+    async def body(conn: AsyncConn, names: SqlNames) -> SqlNames:
+        await conn.execute(_render(_INSTALL, names))
+        return names
+
+    done = await _run_script(target, names, "installing", body)
+    log.info("installed table %s (channel %s)", done.table, done.channel,
+             extra={"action": "installed"})
 
 
-async def uninstall(target: Target, names: SqlNames | None = None) -> None:
-    """Drop the table (with its rows!), functions and triggers, in one transaction."""
-    await _run_script(target, names, _UNINSTALL, "uninstalled")
+async def uninstall(target: Target, names: SqlNames | None = None) -> list[str]:
+    """Drop the table (with its rows!), functions and triggers, in one transaction.
+
+    Returns what was there to drop, e.g. ``["table hotreload_settings (12 rows)",
+    "function hotreload_settings_notify()", ...]`` (triggers go with their table); an empty
+    list when nothing was installed.
+    """
+
+    async def body(conn: AsyncConn, names: SqlNames) -> list[str]:
+        found = await _installed(conn, names)
+        await conn.execute(_render(_UNINSTALL, names))
+        return found
+
+    dropped = await _run_script(target, names, "uninstalling", body)
+    log.info("dropped %s", ", ".join(dropped) or "nothing (not installed)",
+             extra={"action": "uninstalled"})
+    return dropped
+
+
+async def _installed(conn: AsyncConn, names: SqlNames) -> list[str]:
+    """The SQL objects of ``names`` that exist, as `uninstall` reports them."""
+    found: list[str] = []
+    for suffix in ("", "_namespaces"):
+        ident = names.ident(suffix)
+        cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ident.as_string(conn),))
+        row = await cur.fetchone()
+        if row and row[0]:
+            cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident))
+            count = await cur.fetchone()
+            rows = int(count[0]) if count else 0
+            found.append(f"table {names.table}{suffix} ({rows} row{'' if rows == 1 else 's'})")
+    for suffix, args in _FUNCTIONS:
+        ident = names.ident(suffix)
+        cur = await conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
+                                 (f"{ident.as_string(conn)}({args})",))
+        row = await cur.fetchone()
+        if row and row[0]:
+            found.append(f"function {names.table}{suffix}({args})")
+    return found
 
 
 # --------------------------------------------------------------------------- reading

@@ -19,7 +19,9 @@ import importlib
 import math
 import os
 import stat
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, get_args
@@ -168,13 +170,41 @@ def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
     return Document(origin, format, data, flat, digest(raw))
 
 
-def load_schema(spec: str) -> type[BaseModel]:
-    """Import the pydantic model named ``"package.module:ClassName"``."""
+def schema_import_path(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Where a schema module is looked for before ``sys.path``: the config file's directory
+    (when there is one), then the current directory."""
+    dirs = [os.path.abspath(config_dir)] if config_dir is not None else []
+    return list(dict.fromkeys([*dirs, os.getcwd()]))
+
+
+@contextmanager
+def _on_import_path(dirs: Sequence[str]) -> Iterator[None]:
+    """``dirs`` first on ``sys.path`` for the duration of one import, then as before."""
+    added = [d for d in dirs if d not in sys.path]
+    sys.path[:0] = added
+    importlib.invalidate_caches()  # a module written since the last import is found
+    try:
+        yield
+    finally:
+        for d in added:
+            with suppress(ValueError):
+                sys.path.remove(d)
+
+
+def load_schema(spec: str, *, config_dir: str | os.PathLike[str] | None = None,
+                ) -> type[BaseModel]:
+    """Import the pydantic model named ``"package.module:ClassName"``.
+
+    The module is looked for in `schema_import_path` (the config file's directory, then the
+    current directory), then on ``sys.path``: the daemon and ``hotreload validate`` both import
+    through here, so a schema next to ``config.yaml`` works for both.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"schema {spec!r}: use 'package.module:ClassName'")
     try:
-        obj: Any = importlib.import_module(module_name)
+        with _on_import_path(schema_import_path(config_dir)):
+            obj: Any = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(
             f"schema {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
@@ -233,10 +263,11 @@ def check_document(raw: bytes, format: Format, *, origin: str,
 def load_document(
     path: str | os.PathLike[str], *, format: str | None = None,
     schema: str | type[BaseModel] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
 ) -> Document:
     """Read, parse, check and validate the settings file at ``path``."""
     fmt = detect_format(path, format)
-    model = load_schema(schema) if isinstance(schema, str) else schema
+    model = load_schema(schema, config_dir=config_dir) if isinstance(schema, str) else schema
     return check_document(read_bytes(path), fmt, origin=os.fspath(path), model=model)
 
 

@@ -56,11 +56,11 @@ class Election:
             self.set_role("leader")
             await self._on_lead()
             try:
-                await self.leader.wait_lost()
+                reason = await self.leader.wait_lost()
             except Exception as exc:
-                self.error = describe_error(exc)
+                reason = describe_error(exc)
             self._on_follow()
-            log.warning("leadership lost: %s", self.error or "lock lost",
+            log.warning("leadership lost: %s", reason or "lock lost",
                         extra={"action": "leader_lost"})
             self.set_role("standby")
 

@@ -63,15 +63,16 @@ class LeaderLock:
                 self._leader = True
                 break
             await asyncio.sleep(s.leader_poll_interval)
-        log.info("became the leader (advisory lock %d)", s.leader_lock_key,
-                 extra={"action": "leader_acquired"})
 
-    async def wait_lost(self) -> None:
-        """Return when leadership is lost (the lock's session died or cannot be reached)."""
+    async def wait_lost(self) -> str | None:
+        """Return why, when leadership is lost (the lock's session died or cannot be reached).
+
+        Logging the loss is the caller's (`hotreload.election.Election`): one line per fact.
+        """
         s = self.settings
         conn = self._conn
         if not self._leader or conn is None:
-            return
+            return None
         try:
             while True:
                 # notifies() waits on the socket: a closed session raises at once.
@@ -84,7 +85,7 @@ class LeaderLock:
             reason = pgconn.describe(exc)
         self._leader = False
         await self._drop()
-        log.warning("lost leadership: %s", reason, extra={"action": "leader_lost"})
+        return reason
 
     async def release(self) -> None:
         """Give the lock up (if held) and close the connection."""

@@ -70,7 +70,9 @@ def _quiet_when_stdout_is_gone() -> Iterator[None]:
 @click.version_option(__version__, "--version", prog_name="hotreload")
 @click.option("-c", "--config", "config_path", envvar="HOTRELOAD_CONFIG", default=None,
               metavar="FILE", help="Config file [default: ./config.yaml; env HOTRELOAD_CONFIG].")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging and full tracebacks.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Debug logging and full tracebacks (by default commands log only warnings "
+                   "and errors; the daemon logs from INFO).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Log line format (stderr).")
 @click.pass_context

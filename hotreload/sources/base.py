@@ -30,7 +30,8 @@ class Sink(Protocol):
         """Broadcast a cache invalidation to ``namespace``'s subscribers."""
 
     def rejected(self, source: str, reason: str, detail: str) -> None:
-        """A document or payload was rejected: count it (metrics) and show it (status).
+        """A document or payload was rejected: count it (metrics), show it (status) and log it
+        (one ``rejected`` line: sources do not log their rejections themselves).
 
         ``reason`` is a short stable label (``yaml``, ``schema``, ``missing``, ``payload``...),
         ``detail`` the one-line human message (file, line/key and why).
@@ -41,7 +42,12 @@ class Sink(Protocol):
 
 
 class Source(Protocol):
-    """A source of desired state; `run` returns only when cancelled."""
+    """A source of desired state; `run` returns only when cancelled.
+
+    A source reports to the sink under its ``name``; one that reports under other names too
+    (the file source: ``file:<path>`` per file) lists them in an optional ``reporters``
+    attribute, so the daemon's status shows them as part of this source.
+    """
 
     name: str
 

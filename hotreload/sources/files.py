@@ -6,9 +6,10 @@ in a directory re-reads its files and compares content hashes, so in-place write
 ``sed -i`` and the ConfigMap ``..data`` swap look the same, and a ``touch`` publishes nothing.
 
 A changed good document goes to `Sink.desired`; a bad one goes to `Sink.rejected` (once per bad
-content, after a short settle so an editor's truncate-then-write is not reported) and the last good
-one stays live. A vanished directory is awaited by watching its nearest existing ancestor; if
-inotify fails (e.g. ``fs.inotify.max_user_watches``) the watch falls back to polling.
+content, after a short settle so an editor's truncate-then-write is not reported; the sink logs
+it) and the last good one stays live. A vanished directory is awaited by watching its nearest
+existing ancestor; if inotify fails (e.g. ``fs.inotify.max_user_watches``) the watch falls back
+to polling.
 
 Files are read and parsed in a worker thread, so a slow disk or a big YAML file never stalls the
 event loop. Whatever a file holds is at worst a rejection of that file: one directory's watcher
@@ -102,7 +103,10 @@ class FileSource:
         debounce_ms: int = 50,
         force_polling: bool = False,
         poll_delay_ms: int = 300,
+        config_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``config_dir``: the config file's directory, where schemas are looked for first
+        (`hotreload.documents.load_schema`)."""
         self._step_ms = step_ms
         self._debounce_ms = max(debounce_ms, step_ms + 1)  # watchfiles #360: keep step < debounce
         self._force_polling = force_polling
@@ -116,12 +120,14 @@ class FileSource:
                                   f"{owners[cfg.namespace]} and {cfg.path}")
             owners[cfg.namespace] = cfg.path
             path = os.path.abspath(cfg.path)
-            model = load_schema(cfg.schema_) if cfg.schema_ else None
+            model = load_schema(cfg.schema_, config_dir=config_dir) if cfg.schema_ else None
             entry = _File(cfg, path, f"file:{cfg.path}", detect_format(path, cfg.format), model)
             self._files.append(entry)
             self._dirs.setdefault(os.path.dirname(path), []).append(entry)
         self.ready = asyncio.Event()
         """Set once `run` has done its first reconcile and watches every directory."""
+        self.reporters: tuple[str, ...] = tuple(entry.source for entry in self._files)
+        """The names this source reports to the sink under (``file:<path>``, one per file)."""
 
     async def reconcile(self, sink: Sink) -> None:
         """Re-read every file; hand every good (or last good) document to ``sink``."""
@@ -180,11 +186,8 @@ class FileSource:
                                 source=entry.source)
                     await _tell(entry, sink.accepted, entry.source)
                 return
-            if changed:
+            if changed:  # the sink counts, shows and logs it (once)
                 reason = "schema" if isinstance(result, SettingsRejected) else result.reason
-                log.warning("rejected (%s), the last good document stays: %s", reason, result,
-                            extra={"action": "rejected", "source": entry.source,
-                                   "reason": reason})
                 await _tell(entry, sink.rejected, entry.source, reason, str(result))
             if force and entry.good is not None:
                 await _tell(entry, sink.desired, entry.config.namespace, entry.good.data,

@@ -161,10 +161,7 @@ class PostgresSource:
         try:
             request = parse_invalidation(note.payload, config.namespace or "")
         except ProtocolError as exc:
-            detail = f"channel {note.channel}: {exc}"
-            log.warning("skipped a malformed invalidation payload: %s", detail,
-                        extra={"action": "rejected", "channel": note.channel})
-            sink.rejected(SOURCE, "payload", detail)
+            sink.rejected(SOURCE, "payload", f"channel {note.channel}: {exc}")  # it logs
             return
         self._carried[note.channel].add(request.namespace)
         self._enqueue(request)
@@ -230,9 +227,7 @@ class PostgresSource:
         for ns, lines in after.items():
             for line in lines:
                 if line not in before.get(ns, []):
-                    log.warning("skipped a bad settings row: %s", line,
-                                extra={"action": "rejected", "namespace": ns})
-                    sink.rejected(SOURCE, "row", line)
+                    sink.rejected(SOURCE, "row", line)  # the sink counts, shows and logs it
         self._bad = after
         if not after and (before or scope is None):
             sink.accepted(SOURCE)

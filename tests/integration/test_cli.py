@@ -290,3 +290,24 @@ def test_config_option_works_after_the_command_too(tmp_path: Path, namespace: st
     assert json.loads(result.stdout)["namespace"] == namespace
     result = CliRunner().invoke(cli, ["db", "install", "--help"])
     assert "-c, --config FILE" in result.stdout
+
+
+def test_a_command_prints_its_result_once_and_no_info_logs(tmp_path: Path,
+                                                          namespace: str) -> None:
+    """``hotreload publish`` as a user runs it: the result on stdout, nothing on stderr (the
+    library's INFO line about the same publish only with --verbose)."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"redis:\n  url: {REDIS_URL}\nnamespace: {namespace}\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def hotreload(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hotreload", "-c", str(cfg), *args],
+                              capture_output=True, text=True, env=env, timeout=30, check=True)
+
+    done = hotreload("publish", "a=1")
+    assert (done.stdout, done.stderr) == ("published v1 (1 change)\n", "")
+    done = hotreload("invalidate", "k")
+    assert (done.stdout, done.stderr) == ("published v2 (invalidate)\n", "")
+    done = hotreload("-v", "publish", "a=2")
+    assert done.stdout == "published v3 (1 change)\n"
+    assert "INFO hotreload.publisher: published" in done.stderr

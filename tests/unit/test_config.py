@@ -156,3 +156,53 @@ def test_secrets_never_appear_in_reprs_or_errors(tmp_path: Path) -> None:
 def test_redact_url_handles_key_value_dsns() -> None:
     assert redact_url("host=h password=pw user=u") == "host=h password=*** user=u"
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_a_bad_environment_variable_is_named_not_a_missing_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.yaml here
+    monkeypatch.setenv("HOTRELOAD_REDIS__ADDR", "nonsense")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert str(info.value) == "HOTRELOAD_REDIS__ADDR: must be host:port, e.g. localhost:6379"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("HOTRELOAD_REDIS__DB", "many", "HOTRELOAD_REDIS__DB: Input should be a valid integer"),
+        ("HOTRELOAD_REDIS__ADR", "x", "HOTRELOAD_REDIS__ADR: unknown key 'redis.adr'"),
+        ("HOTRELOAD_REDIS", '{"addr": "x"}', "HOTRELOAD_REDIS: redis.addr: must be host:port"),
+        ("hotreload_daemon__http", "9464", "hotreload_daemon__http: must be host:port"),
+    ],
+)
+def test_environment_errors_name_the_variable_even_with_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+        message: str) -> None:
+    path = write(tmp_path, "redis:\n  addr: good:1\n  db: 1\n")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(message)
+    assert str(path) not in str(info.value)
+
+
+def test_file_and_environment_errors_each_name_their_origin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "redis:\n  addr: nocolon\n  db: 1\n")
+    monkeypatch.setenv("HOTRELOAD_REDIS__DB", "many")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: redis.addr: must be host:port, e.g. localhost:6379; HOTRELOAD_REDIS__DB: "
+        "Input should be a valid integer, unable to parse string as an integer")
+
+
+def test_secrets_from_the_environment_stay_out_of_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOTRELOAD_REDIS__PASSWORD", "hunter2")
+    monkeypatch.setenv("HOTRELOAD_REDIS__URL", "redis://:hunter2@h:1/0")
+    monkeypatch.setenv("HOTRELOAD_REDIS__TLS", "true")
+    with pytest.raises(ConfigError) as info:
+        build_config({})
+    assert "hunter2" not in str(info.value)
+    assert str(info.value).startswith("config: redis: tls is true but url starts with redis://")

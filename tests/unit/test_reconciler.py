@@ -242,7 +242,16 @@ async def test_idempotent_against_a_real_publisher() -> None:
     config = HotReloadConfig.from_url("redis://localhost:6379/0")
     first = AsyncPublisher(config, client=client)
     second = AsyncPublisher(config, client=fakeredis.FakeAsyncRedis(server=server))
-    recs = [Reconciler(pub, Metrics(), ping=client.ping, backoff_max=0.05, probe_interval=0.02)
+
+    async def ping() -> bool:
+        # Not client.ping: fakeredis waits for a reply with asyncio.wait_for, which on Python
+        # 3.11 swallows a cancellation that arrives together with the reply; the reconciler
+        # then kept running and the teardown below hung (once in ~50 runs).
+        if not server.connected:
+            raise redis.exceptions.ConnectionError("FakeRedis is emulating a connection error.")
+        return True
+
+    recs = [Reconciler(pub, Metrics(), ping=ping, backoff_max=0.05, probe_interval=0.02)
             for pub in (first, second)]
     tasks = [asyncio.create_task(r.run()) for r in recs]
     try:
