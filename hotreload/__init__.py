@@ -1,6 +1,5 @@
 """hotreload: config hot-reload broadcast and cross-pod cache consistency over Redis."""
 
-from ._frozen import FrozenSettings
 from ._version import __version__
 from .cache import AsyncTwoLevelCache, JsonSerializer, L1Cache, Serializer, TwoLevelCache
 from .config import HotReloadConfig, load_config
@@ -17,11 +16,17 @@ from .errors import (
     SignatureError,
     StartTimeout,
 )
-from .events import CacheHook, Invalidation, Resync, SettingsChange
 from .protocol import MISSING, Change, Envelope, Snapshot
 from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan
-from .subscriber import AsyncSubscriber
-from .sync_subscriber import Subscriber
+from .subscriber import (
+    AsyncSubscriber,
+    CacheHook,
+    FrozenSettings,
+    Invalidation,
+    Resync,
+    SettingsChange,
+    Subscriber,
+)
 
 __all__ = [
     "MISSING",

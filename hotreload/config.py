@@ -469,3 +469,12 @@ def existing_config_dir(path: str | os.PathLike[str] | None) -> Path | None:
     """The directory of the config file `load_config` would read, if that file exists."""
     file, _ = config_path(path)
     return file.resolve().parent if file.is_file() else None
+
+
+def as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:
+    """A config given as an object, a ``redis://`` URL, or None (`load_config`)."""
+    if config is None:
+        return load_config()
+    if isinstance(config, str):
+        return HotReloadConfig.from_url(config)
+    return config

@@ -17,11 +17,10 @@ import click
 
 from .. import protocol as p
 from ..config import HotReloadConfig
-from ..daemon_status import describe_daemon, read_daemon_status
+from ..daemon.status import describe_daemon, read_daemon_status
 from ..errors import DocumentError, HotReloadError
-from ..events import Invalidation, Resync, SettingsChange
 from ..publisher import AsyncPublisher, PublishResult, RollbackPlan
-from ..subscriber import AsyncSubscriber
+from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
 from ._base import State, confirm, handle_errors, namespace_option
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ def daemon(state: State, http: str | None) -> None:
 
     Runs until SIGTERM or SIGINT, then stops cleanly (exit status 0). See docs/daemon.md.
     """
-    from ..daemon import Daemon
+    from ..daemon.core import Daemon
 
     config = state.config
     if http is not None:

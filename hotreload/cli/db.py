@@ -7,8 +7,8 @@ import asyncio
 import click
 from pydantic import SecretStr
 
-from .. import db
 from ..config import PostgresSettings
+from ..daemon import db
 from ..errors import ConfigError
 from ._base import State, handle_errors
 

@@ -17,9 +17,8 @@ import click
 from pydantic import BaseModel, Field
 
 from ..config import HotReloadConfig
-from ..events import Invalidation, SettingsChange
 from ..publisher import AsyncPublisher, PublishResult
-from ..subscriber import AsyncSubscriber
+from ..subscriber import AsyncSubscriber, Invalidation, SettingsChange
 from ._base import State, handle_errors
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from hotreload.config import FileSource as FileSourceConfig
+from hotreload.daemon.sources import Source
+from hotreload.daemon.sources import files as files_mod
+from hotreload.daemon.sources.files import FileSource
 from hotreload.documents import MAX_DOCUMENT_BYTES, check_document
 from hotreload.errors import ConfigError
-from hotreload.sources import Source
-from hotreload.sources import files as files_mod
-from hotreload.sources.files import FileSource
 
 pytestmark = pytest.mark.integration
 

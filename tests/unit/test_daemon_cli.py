@@ -93,7 +93,7 @@ def test_python_dash_m_runs_the_cli() -> None:
 ])
 def test_the_daemon_logs_from_info_other_commands_from_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], level: int) -> None:
-    import hotreload.daemon
+    import hotreload.daemon.core
 
     seen: list[int] = []
 
@@ -104,7 +104,7 @@ def test_the_daemon_logs_from_info_other_commands_from_warning(
         async def run(self) -> None:
             seen.append(logging.getLogger("hotreload").level)
 
-    monkeypatch.setattr(hotreload.daemon, "Daemon", FakeDaemon)
+    monkeypatch.setattr(hotreload.daemon.core, "Daemon", FakeDaemon)
     register(cli)
     config = tmp_path / "config.yaml"
     config.write_text("daemon: {http: off}\n")

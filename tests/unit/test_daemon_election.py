@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hotreload.election import Election, Role
+from hotreload.daemon.election import Election, Role
 
 
 class FlakyLeader:

@@ -8,15 +8,15 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
-from hotreload import db, pgconn
 from hotreload import protocol as p
 from hotreload.config import InvalidationChannel, PostgresSettings, build_config
-from hotreload.errors import ConfigError, ProtocolError
-from hotreload.sources.pg_payload import (
+from hotreload.daemon import db, pgconn
+from hotreload.daemon.sources.pg_payload import (
     InvalidationRequest,
     parse_invalidation,
     settings_namespace,
 )
+from hotreload.errors import ConfigError, ProtocolError
 
 # --------------------------------------------------------------------------- payloads
 
@@ -208,8 +208,8 @@ def test_backoff_is_capped_and_jittered() -> None:
 
 
 def test_the_daemon_skips_rows_that_could_never_be_published() -> None:
-    from hotreload.daemon_setup import build_sources
-    from hotreload.sources.postgres import PostgresSource
+    from hotreload.daemon.setup import build_sources
+    from hotreload.daemon.sources.postgres import PostgresSource
 
     config = build_config({"postgres": {}, "security": {"max_message_bytes": 4096}})
     [source] = build_sources(config)

@@ -11,13 +11,13 @@ import fakeredis
 import pytest
 import redis.exceptions
 
-from hotreload._pending import MAX_PENDING_KEYS
 from hotreload.config import HotReloadConfig
-from hotreload.daemon_status import describe_daemon
+from hotreload.daemon.metrics import Metrics
+from hotreload.daemon.pending import MAX_PENDING_KEYS
+from hotreload.daemon.reconciler import Reconciler, is_outage
+from hotreload.daemon.status import describe_daemon
 from hotreload.errors import BackendError, ProtocolError
-from hotreload.metrics import Metrics
 from hotreload.publisher import AsyncPublisher, PublishResult
-from hotreload.reconciler import Reconciler, is_outage
 
 
 class FakePublisher:
@@ -132,7 +132,7 @@ async def test_outage_coalesces_to_the_latest_state(
     fake: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     pub, rec, metrics = fake
-    caplog.set_level(logging.DEBUG, logger="hotreload.reconciler")
+    caplog.set_level(logging.DEBUG, logger="hotreload.daemon.reconciler")
     rec.open_gate()
     await rec.desired("app", {"n": 0}, source="files")
     await wait_until(lambda: pub.calls)

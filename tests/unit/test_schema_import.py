@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hotreload.cli import _register, cli
 from hotreload.config import load_config
-from hotreload.daemon_setup import build_sources
+from hotreload.daemon.setup import build_sources
 from hotreload.documents import load_schema
 from hotreload.errors import ConfigError
 

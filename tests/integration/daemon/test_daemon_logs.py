@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from daemon_helpers import WriteConfig, async_wait_for
 
-from hotreload.daemon import Daemon
+from hotreload.daemon.core import Daemon
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from daemon_helpers import WriteConfig, async_wait_for
 
-from hotreload import AsyncPublisher, db
-from hotreload.daemon import Daemon
+from hotreload import AsyncPublisher
+from hotreload.daemon import db
+from hotreload.daemon.core import Daemon
 
 pytestmark = pytest.mark.integration
 

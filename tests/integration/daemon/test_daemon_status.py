@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from daemon_helpers import WriteConfig, async_wait_for
 
-from hotreload.daemon import Daemon, describe_daemon, read_daemon_status
-from hotreload.daemon_status import status_key, write_status
+from hotreload.daemon.core import Daemon, describe_daemon, read_daemon_status
+from hotreload.daemon.status import status_key, write_status
 
 pytestmark = pytest.mark.integration
 

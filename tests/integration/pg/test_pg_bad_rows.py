@@ -14,10 +14,10 @@ import pytest
 from _pg_helpers import PG_URL, RecordingSink, psql, wait_until
 from psycopg import sql
 
-from hotreload import db
 from hotreload import protocol as p
 from hotreload.config import PostgresSettings
-from hotreload.sources.postgres import PostgresSource
+from hotreload.daemon import db
+from hotreload.daemon.sources.postgres import PostgresSource
 
 pytestmark = pytest.mark.integration
 

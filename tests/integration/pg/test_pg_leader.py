@@ -20,8 +20,8 @@ from _pg_helpers import (
     terminate,
 )
 
+from hotreload.daemon.leader import LeaderLock, server_session_limits, server_silence_limit
 from hotreload.errors import BackendError
-from hotreload.leader import LeaderLock, server_session_limits, server_silence_limit
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ CHILD = """
 import asyncio, sys
 from pydantic import SecretStr
 from hotreload.config import PostgresSettings
-from hotreload.leader import LeaderLock
+from hotreload.daemon.leader import LeaderLock
 
 async def main():
     lock = LeaderLock(PostgresSettings(dsn=SecretStr(sys.argv[1]),
@@ -71,7 +71,7 @@ async def assert_still_waiting(task: asyncio.Task[None], seconds: float = 1.5) -
 async def test_only_one_leads_then_standby_takes_over_on_terminate(
     locks: list[LeaderLock], key: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "hotreload.leader")
+    caplog.set_level(logging.INFO, "hotreload.daemon.leader")
     a, b = new_lock(locks, key), new_lock(locks, key)
     await asyncio.wait_for(a.acquire(), 10)
     assert a.is_leader

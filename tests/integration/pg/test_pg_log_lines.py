@@ -11,7 +11,7 @@ import pytest
 from _pg_helpers import PG_URL, make_settings, psql, terminate, wait_until
 
 from hotreload.config import HotReloadConfig, PostgresSettings, build_config
-from hotreload.daemon import Daemon
+from hotreload.daemon.core import Daemon
 from tests.conftest import REDIS_URL, delete_keys, unique
 
 pytestmark = pytest.mark.integration

@@ -23,14 +23,14 @@ import pydantic
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from . import protocol as p
-from ._frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
-from ._gc import collect_startup_garbage
-from ._substate import Current, Link, Stats, Tree
-from .config import HotReloadConfig
-from .connection import REDIS_ERRORS, describe_error, make_client
-from .errors import HotReloadError, ProtocolError, SettingsRejected, StartTimeout
+from .. import protocol as p
+from .._gc import collect_startup_garbage
+from ..config import HotReloadConfig, as_config
+from ..connection import REDIS_ERRORS, describe_error, make_client
+from ..errors import HotReloadError, ProtocolError, SettingsRejected, StartTimeout
 from .events import CacheHook, Dispatcher, Invalidation, Resync, SettingsChange
+from .frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
+from .state import Current, Link, Stats, Tree
 
 log = logging.getLogger("hotreload.subscriber")
 
@@ -56,9 +56,7 @@ class AsyncSubscriber(Generic[ModelT]):
         model: type[ModelT] | None = None,
         client: aioredis.Redis | None = None,
     ) -> None:
-        from .publisher import _as_config
-
-        self.config = _as_config(config)
+        self.config = as_config(config)
         self.namespace = p.check_name(self.config.namespace if namespace is None else namespace,
                                       "namespace")
         self.model = model

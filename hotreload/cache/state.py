@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._l1 import L1Cache
+from .l1 import L1Cache
 
 #: How many versions of our own invalidations we remember while waiting for their echo.
 MAX_OWN_VERSIONS: Final = 1024

@@ -22,16 +22,16 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
-from . import protocol as p
-from ._backoff import Backoff
-from ._pending import Desired, NamespaceFailure, PendingInvalidation, SourceState
-from .connection import REDIS_ERRORS, describe_error
-from .errors import BackendError, HotReloadError, ProtocolError
+from .. import protocol as p
+from .._backoff import Backoff
+from ..connection import REDIS_ERRORS, describe_error
+from ..errors import BackendError, HotReloadError, ProtocolError
+from ..publisher import PublishResult
 from .metrics import Metrics
-from .publisher import PublishResult
+from .pending import Desired, NamespaceFailure, PendingInvalidation, SourceState
 from .sources.base import Sink
 
-log = logging.getLogger("hotreload.reconciler")
+log = logging.getLogger("hotreload.daemon.reconciler")
 
 #: Seconds between Redis probes while idle, and the deadline of each probe.
 PROBE_INTERVAL = 1.0

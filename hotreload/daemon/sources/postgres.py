@@ -20,14 +20,14 @@ from typing import Final
 
 from psycopg import Notify, sql
 
+from ...config import PostgresSettings
+from ...errors import BackendError, HotReloadError, ProtocolError
+from ...protocol import check_name
 from .. import db, pgconn
-from ..config import PostgresSettings
-from ..errors import BackendError, HotReloadError, ProtocolError
-from ..protocol import check_name
 from .base import Sink
 from .pg_payload import InvalidationRequest, parse_invalidation, settings_namespace
 
-log = logging.getLogger("hotreload.sources.postgres")
+log = logging.getLogger("hotreload.daemon.sources.postgres")
 
 SOURCE: Final = "postgres"
 _FAILURES: Final[tuple[type[Exception], ...]] = (BackendError, *pgconn.PG_ERRORS)

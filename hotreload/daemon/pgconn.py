@@ -15,8 +15,8 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .config import PostgresSettings
-from .errors import BackendError, ConfigError
+from ..config import PostgresSettings
+from ..errors import BackendError, ConfigError
 
 #: Errors of psycopg (and the socket below it) that mean "the server or the link failed".
 PG_ERRORS: Final[tuple[type[Exception], ...]] = (psycopg.Error, OSError)

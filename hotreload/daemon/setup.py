@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .config import HotReloadConfig
+from ..config import HotReloadConfig
 from .sources.base import Source
 
 
 class LeaderLike(Protocol):
-    """The leader lock (`hotreload.leader.LeaderLock`); a fake of it serves tests."""
+    """The leader lock (`hotreload.daemon.leader.LeaderLock`); a fake of it serves tests."""
 
     @property
     def is_leader(self) -> bool: ...

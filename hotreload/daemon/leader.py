@@ -20,11 +20,11 @@ from typing import Final
 
 from psycopg import sql
 
+from ..config import PostgresSettings
+from ..errors import BackendError
 from . import pgconn
-from .config import PostgresSettings
-from .errors import BackendError
 
-log = logging.getLogger("hotreload.leader")
+log = logging.getLogger("hotreload.daemon.leader")
 
 _FAILURES: Final[tuple[type[Exception], ...]] = (BackendError, TimeoutError, *pgconn.PG_ERRORS)
 
@@ -45,7 +45,7 @@ class LeaderLock:
         """Return once this process holds the lock (polls while another process holds it).
 
         Raises `BackendError` when PostgreSQL cannot be reached (or stops answering): the caller
-        (`hotreload.election.Election`) shows the error, backs off and calls again.
+        (`hotreload.daemon.election.Election`) shows the error, backs off and calls again.
         """
         s = self.settings
         if self._leader:
@@ -67,7 +67,7 @@ class LeaderLock:
     async def wait_lost(self) -> str | None:
         """Return why, when leadership is lost (the lock's session died or cannot be reached).
 
-        Logging the loss is the caller's (`hotreload.election.Election`): one line per fact.
+        Logging the loss is the caller's (`hotreload.daemon.election.Election`): one line per fact.
         """
         s = self.settings
         conn = self._conn

@@ -15,8 +15,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .config import HotReloadConfig
-from .connection import REDIS_ERRORS, describe_error, make_client, wrap_errors
+from ..config import HotReloadConfig
+from ..connection import REDIS_ERRORS, describe_error, make_client, wrap_errors
 
 log = logging.getLogger("hotreload.daemon")
 

@@ -17,13 +17,19 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ._backoff import Backoff
-from ._pending import SourceState
-from ._version import __version__
-from .config import HotReloadConfig
-from .connection import describe_error, make_client
-from .daemon_setup import LeaderLike, build_leader, build_sources
-from .daemon_status import (
+from .._backoff import Backoff
+from .._version import __version__
+from ..config import HotReloadConfig
+from ..connection import describe_error, make_client
+from ..publisher import AsyncPublisher
+from .election import Election, Role
+from .http import HealthServer
+from .metrics import Metrics
+from .pending import SourceState
+from .reconciler import Reconciler
+from .setup import LeaderLike, build_leader, build_sources
+from .sources.base import Source
+from .status import (
     STATUS_INTERVAL,
     delete_status,
     describe_daemon,
@@ -31,12 +37,6 @@ from .daemon_status import (
     status_key,
     write_status,
 )
-from .election import Election, Role
-from .health import HealthServer
-from .metrics import Metrics
-from .publisher import AsyncPublisher
-from .reconciler import Reconciler
-from .sources.base import Source
 
 __all__ = ["Daemon", "LeaderLike", "build_leader", "build_sources", "describe_daemon",
            "read_daemon_status"]

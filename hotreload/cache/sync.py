@@ -7,12 +7,11 @@ import queue
 from collections.abc import Callable
 from typing import Any
 
-from ._cache_async import AsyncTwoLevelCache
-from ._l1 import L1Cache
-from ._l2 import Serializer
-from .publisher import AsyncPublisher
-from .subscriber import AsyncSubscriber
-from .sync_subscriber import Subscriber
+from ..publisher import AsyncPublisher
+from ..subscriber import AsyncSubscriber, Subscriber
+from .core import AsyncTwoLevelCache
+from .l1 import L1Cache
+from .l2 import Serializer
 
 
 class TwoLevelCache:

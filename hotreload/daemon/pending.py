@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._backoff import Backoff
+from .._backoff import Backoff
 
 #: A merged pending invalidation with more keys and prefixes than this becomes "everything".
 MAX_PENDING_KEYS = 1000

@@ -5,10 +5,10 @@ the calling thread). Both attach to a subscriber, which tells them about invalid
 and about link health (`CacheHook`). The guarantees and their limits are in docs/cache.md.
 """
 
-from ._cache_async import AsyncTwoLevelCache, Loader
-from ._cache_sync import TwoLevelCache
-from ._l1 import L1Cache
-from ._l2 import JsonSerializer, Serializer
+from .core import AsyncTwoLevelCache, Loader
+from .l1 import L1Cache
+from .l2 import JsonSerializer, Serializer
+from .sync import TwoLevelCache
 
 __all__ = ["AsyncTwoLevelCache", "JsonSerializer", "L1Cache", "Loader", "Serializer",
            "TwoLevelCache"]

@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
-from . import protocol as p
-from ._cache_state import CacheCounters, Echoes, Fences, Flight, Flights, Scope, retrieve
-from ._l1 import L1Cache
-from ._l2 import JsonSerializer, L2Store, Serializer
-from .errors import BackendError
-from .events import Invalidation
-from .publisher import AsyncPublisher, default_origin
-from .subscriber import AsyncSubscriber
+from .. import protocol as p
+from ..errors import BackendError
+from ..publisher import AsyncPublisher, default_origin
+from ..subscriber import AsyncSubscriber, Invalidation
+from .l1 import L1Cache
+from .l2 import JsonSerializer, L2Store, Serializer
+from .state import CacheCounters, Echoes, Fences, Flight, Flights, Scope, retrieve
 
 log = logging.getLogger("hotreload.cache")
 

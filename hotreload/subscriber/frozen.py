@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .errors import ProtocolError
-from .protocol import MISSING, Change
+from ..errors import ProtocolError
+from ..protocol import MISSING, Change
 
 #: Above this many changes in one event, rebuilding is as cheap as patching.
 PATCH_LIMIT = 512

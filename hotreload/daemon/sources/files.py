@@ -30,8 +30,8 @@ from typing import Any, Final
 from pydantic import BaseModel
 from watchfiles import Change, awatch
 
-from ..config import FileSource as FileSourceConfig
-from ..documents import (
+from ...config import FileSource as FileSourceConfig
+from ...documents import (
     Document,
     Format,
     check_document,
@@ -40,10 +40,10 @@ from ..documents import (
     load_schema,
     read_bytes,
 )
-from ..errors import ConfigError, DocumentError, SettingsRejected
+from ...errors import ConfigError, DocumentError, SettingsRejected
 from .base import Sink
 
-log = logging.getLogger("hotreload.sources.files")
+log = logging.getLogger("hotreload.daemon.sources.files")
 
 IDLE_CHECK_MS: Final = 1000
 """After this long without events a watcher re-reads its files (cheap: hashes decide) and checks

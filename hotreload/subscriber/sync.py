@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
-from ._substate import Current
-from ._sync import LoopThread
-from .config import HotReloadConfig
-from .errors import HotReloadError
+from .._loop import LoopThread
+from ..config import HotReloadConfig
+from ..errors import HotReloadError
+from .core import AsyncSubscriber, ModelT
 from .events import CacheHook
-from .subscriber import AsyncSubscriber, ModelT
+from .state import Current
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,4 +1,4 @@
-"""Publishing: `AsyncPublisher` (the core) and `Publisher` (its sync facade).
+"""`AsyncPublisher`: the asyncio core of publishing (`Publisher` is its sync facade).
 
 Every publish is one optimistic compare-and-set on the server: the client computes the next
 state and envelope for ``expected version + 1`` and one Lua script checks the version, then
@@ -22,15 +22,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from . import protocol as p
-from ._dotted import check_text
-from ._frozen import patch_tree
-from ._gc import collect_startup_garbage
-from ._inputs import check_version, flag, input_errors, mapping, strings
-from ._sync import LoopThread
-from .config import HotReloadConfig
-from .connection import make_client, wrap_errors
-from .errors import ConflictError, HistoryError, InputError, ProtocolError
+from .. import protocol as p
+from .._dotted import check_text
+from .._gc import collect_startup_garbage
+from .._inputs import check_version, flag, input_errors, mapping, strings
+from ..config import HotReloadConfig, as_config
+from ..connection import make_client, wrap_errors
+from ..errors import ConflictError, HistoryError, InputError, ProtocolError
+from ..subscriber.frozen import patch_tree
 
 log = logging.getLogger("hotreload.publisher")
 
@@ -120,7 +119,7 @@ class AsyncPublisher:
         origin: str | None = None,
         client: aioredis.Redis | None = None,
     ) -> None:
-        self.config = _as_config(config)
+        self.config = as_config(config)
         with input_errors():
             self.namespace = p.check_name(
                 self.config.namespace if namespace is None else namespace, "namespace")
@@ -398,112 +397,6 @@ class AsyncPublisher:
         return PublishResult(ns, version, True, changes, receivers)
 
 
-class Publisher:
-    """The synchronous facade: runs an `AsyncPublisher` on one background thread."""
-
-    def __init__(
-        self,
-        config: HotReloadConfig | str | None = None,
-        *,
-        namespace: str | None = None,
-        source: str = "api",
-        origin: str | None = None,
-    ) -> None:
-        self._thread = LoopThread(name="hotreload-publisher")
-        try:
-            self._core: AsyncPublisher = self._thread.run(
-                _build_publisher(config, namespace, source, origin))
-        except BaseException:
-            self._thread.stop()
-            raise
-
-    @property
-    def core(self) -> AsyncPublisher:
-        return self._core
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._thread.running:
-            try:
-                self._thread.run(self._core.aclose())
-            finally:
-                self._thread.stop()
-
-    def keys(self, namespace: str | None = None) -> p.Keys:
-        return self._core.keys(namespace)
-
-    def publish(
-        self,
-        changes: Mapping[str, Any] | None = None,
-        delete: Iterable[str] = (),
-        *,
-        namespace: str | None = None,
-        source: str | None = None,
-    ) -> PublishResult:
-        return self._thread.run(self._core.publish(changes, delete, namespace=namespace,
-                                                   source=source))
-
-    def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
-                source: str | None = None) -> PublishResult:
-        return self._thread.run(self._core.replace(document, namespace=namespace,
-                                                   source=source))
-
-    def invalidate(
-        self,
-        keys: Sequence[str] = (),
-        prefixes: Sequence[str] = (),
-        *,
-        everything: bool = False,
-        namespace: str | None = None,
-        source: str | None = None,
-    ) -> PublishResult:
-        return self._thread.run(self._core.invalidate(
-            keys, prefixes, everything=everything, namespace=namespace, source=source))
-
-    def plan_rollback(self, to_version: int, *,
-                      namespace: str | None = None) -> RollbackPlan:
-        return self._thread.run(self._core.plan_rollback(to_version, namespace=namespace))
-
-    def rollback(self, to_version: int, *, namespace: str | None = None,
-                 source: str = "rollback", expected_version: int | None = None) -> PublishResult:
-        return self._thread.run(self._core.rollback(to_version, namespace=namespace,
-                                                    source=source,
-                                                    expected_version=expected_version))
-
-    def snapshot(self, namespace: str | None = None) -> p.Snapshot:
-        return self._thread.run(self._core.snapshot(namespace))
-
-    def version(self, namespace: str | None = None) -> int:
-        return self._thread.run(self._core.version(namespace))
-
-    def history(self, namespace: str | None = None, *, limit: int = 20,
-                since: int = 0) -> list[p.Envelope]:
-        return self._thread.run(self._core.history(namespace, limit=limit, since=since))
-
-    def subscribers(self, namespace: str | None = None) -> int:
-        return self._thread.run(self._core.subscribers(namespace))
-
-
-async def _build_publisher(config: HotReloadConfig | str | None, namespace: str | None,
-                           source: str, origin: str | None) -> AsyncPublisher:
-    return AsyncPublisher(config, namespace=namespace, source=source, origin=origin)
-
-
 def _moved_on(ns: str, version: int, expected: int) -> ConflictError:
     return ConflictError(f"{ns!r} is at v{version}, not v{expected}: it changed meanwhile; "
                          "nothing was published")
-
-
-def _as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:
-    if config is None:
-        from .config import load_config
-
-        return load_config()
-    if isinstance(config, str):
-        return HotReloadConfig.from_url(config)
-    return config

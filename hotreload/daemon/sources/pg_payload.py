@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..errors import HotReloadError, ProtocolError
-from ..protocol import check_key, check_name, loads
+from ...errors import HotReloadError, ProtocolError
+from ...protocol import check_key, check_name, loads
 
 _INVALIDATION_FIELDS: Final = frozenset({"namespace", "keys", "prefixes", "all"})
 

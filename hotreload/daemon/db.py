@@ -21,11 +21,10 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from ._dotted import short_repr
-from .config import PostgresSettings
-from .errors import BackendError, HotReloadError, ProtocolError
-from .pgconn import PG_ERRORS, AsyncConn, connect, describe
-from .protocol import (
+from .._dotted import short_repr
+from ..config import PostgresSettings
+from ..errors import BackendError, HotReloadError, ProtocolError
+from ..protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_DEPTH,
     check_json_value,
@@ -35,6 +34,7 @@ from .protocol import (
     loads,
     unflatten,
 )
+from .pgconn import PG_ERRORS, AsyncConn, connect, describe
 
 __all__ = [
     "DEFAULT_CHANNEL",
@@ -51,7 +51,7 @@ __all__ = [
     "uninstall",
 ]
 
-log = logging.getLogger("hotreload.db")
+log = logging.getLogger("hotreload.daemon.db")
 T = TypeVar("T")
 
 _INSTALL_LOCK: Final = 0x686F7472_696E7374  # pg_advisory_xact_lock key serialising installs

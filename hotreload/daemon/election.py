@@ -12,9 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from ._backoff import Backoff
-from .connection import describe_error
-from .daemon_setup import LeaderLike
+from .._backoff import Backoff
+from ..connection import describe_error
+from .setup import LeaderLike
 
 log = logging.getLogger("hotreload.daemon")
 

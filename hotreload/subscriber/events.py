@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from . import protocol as p
+from .. import protocol as p
 
 log = logging.getLogger("hotreload.subscriber")
 

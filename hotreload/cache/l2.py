@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from .connection import wrap_errors
+from ..connection import wrap_errors
 
 #: How long a key's generation outlives its last invalidation: longer than any load may run.
 GENERATION_TTL_MS: Final = 3_600_000
