@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from hotreload._l1 import L1Cache
+from hotreload.cache.l1 import L1Cache
 
 N_KEYS = 1000
 KEY = "k500"

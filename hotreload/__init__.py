@@ -1,6 +1,5 @@
 """hotreload: config hot-reload broadcast and cross-pod cache consistency over Redis."""
 
-from ._frozen import FrozenSettings
 from ._version import __version__
 from .cache import AsyncTwoLevelCache, JsonSerializer, L1Cache, Serializer, TwoLevelCache
 from .config import HotReloadConfig, load_config
@@ -11,16 +10,23 @@ from .errors import (
     DocumentError,
     HistoryError,
     HotReloadError,
+    InputError,
     ProtocolError,
     SettingsRejected,
     SignatureError,
     StartTimeout,
 )
-from .events import CacheHook, Invalidation, Resync, SettingsChange
 from .protocol import MISSING, Change, Envelope, Snapshot
-from .publisher import AsyncPublisher, Publisher, PublishResult
-from .subscriber import AsyncSubscriber
-from .sync_subscriber import Subscriber
+from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan
+from .subscriber import (
+    AsyncSubscriber,
+    CacheHook,
+    FrozenSettings,
+    Invalidation,
+    Resync,
+    SettingsChange,
+    Subscriber,
+)
 
 __all__ = [
     "MISSING",
@@ -38,6 +44,7 @@ __all__ = [
     "HistoryError",
     "HotReloadConfig",
     "HotReloadError",
+    "InputError",
     "Invalidation",
     "JsonSerializer",
     "L1Cache",
@@ -45,6 +52,7 @@ __all__ = [
     "PublishResult",
     "Publisher",
     "Resync",
+    "RollbackPlan",
     "Serializer",
     "SettingsChange",
     "SettingsRejected",

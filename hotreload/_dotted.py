@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
@@ -51,34 +52,173 @@ def canonical_json(value: Any) -> str:
                       allow_nan=False)
 
 
-def check_json_value(value: Any, where: str) -> None:
-    """Raise `ProtocolError` unless ``value`` is plain JSON (no NaN, str keys)."""
-    if value is None or isinstance(value, (str, bool, int)):
+MAX_DEPTH: Final = 100
+"""How deeply settings may nest: objects and arrays inside one another, the top-level object
+included, and counting the levels a dotted key implies (a value set at ``a.b`` already sits in
+two objects). Every way in rejects deeper settings: the publisher API, the daemon, documents and
+PostgreSQL rows; so no decoder or recursive walk ever gets near Python's recursion limit."""
+
+PathPart: TypeAlias = str | int
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_BIG_INT_BITS: Final = 4096  # below this, any int prints (sys.get_int_max_str_digits >= 640)
+
+
+def check_json_value(value: Any, where: str, *, depth: int = 0) -> None:
+    """Raise `ProtocolError` unless ``value`` is plain JSON that UTF-8 JSON text can hold.
+
+    Plain JSON: str keys, no NaN/Infinity, no lone surrogates, no ints too long to print, only
+    dicts/mappings, lists/tuples, str, int, float, bool and None, nested at most `MAX_DEPTH`
+    levels, ``depth`` of which already enclose ``value``. Iterative: any input is safe. The
+    message names ``where`` and the path below it (``db.hosts[2]``).
+    """
+    t = type(value)
+    if t is bool or value is None or (t is str and value.isascii()) or (
+            t is int and value.bit_length() <= _BIG_INT_BITS) or _surely_plain(value, depth):
         return
+    found = _first_problem(value, depth)
+    if found is not None:
+        path, why = found
+        raise ProtocolError(f"{where}{_render(path)}: {why}")
+
+
+def _surely_plain(root: Any, depth: int) -> bool:
+    """True if ``root`` is surely plain JSON: the fast check, level by level, of the common
+    types (False for anything unusual; `_first_problem` then decides and explains)."""
+    level = [root]
+    while level:
+        below: list[Any] = []
+        for node in level:
+            t = type(node)
+            if t is str:
+                if not node.isascii() and _SURROGATE.search(node):
+                    return False
+            elif t is dict:
+                if depth >= MAX_DEPTH:
+                    return False
+                try:
+                    keys = "".join(node)  # every key a str, checked in C
+                except TypeError:
+                    return False
+                if not keys.isascii() and _SURROGATE.search(keys):
+                    return False
+                below.extend(node.values())
+            elif t is list or t is tuple:
+                if depth >= MAX_DEPTH:
+                    return False
+                below.extend(node)
+            elif t is int:
+                if node.bit_length() > _BIG_INT_BITS:
+                    return False
+            elif t is float:
+                if not math.isfinite(node):
+                    return False
+            elif t is not bool and node is not None:
+                return False
+        level = below
+        depth += 1
+    return True
+
+
+def _first_problem(root: Any, depth: int) -> tuple[list[PathPart], str] | None:
+    """The path to the first bad part of ``root`` and why it is bad (depth-first)."""
+    path: list[PathPart] = []  # to the node at hand; one part per open container
+    stack: list[Iterator[tuple[PathPart, Any]]] = []
+    node = root
+    while True:
+        t = type(node)
+        if t is dict or t is list or t is tuple or (
+                t is not bool and node is not None
+                and isinstance(node, (Mapping, list, tuple))):
+            if depth + len(stack) >= MAX_DEPTH:
+                return [], f"nested more than {MAX_DEPTH} levels deep"
+            if isinstance(node, (list, tuple)):
+                stack.append(enumerate(node))
+            else:
+                for key in node:
+                    if not isinstance(key, str):
+                        return path, f"object keys must be strings, not {short_repr(key)}"
+                    if not key.isascii() and _SURROGATE.search(key):
+                        return [*path, key], "the key holds a lone surrogate (not valid UTF-8)"
+                stack.append(iter(node.items()))
+            path.append("")
+        else:
+            why = _scalar_problem(node)
+            if why is not None:
+                return path, why
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is not None:
+                path[-1], node = nxt
+                break
+            stack.pop()
+            path.pop()
+        else:
+            return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if value is None or value is True or value is False:
+        return None
+    if isinstance(value, str):  # fast: isascii() is O(1) in CPython
+        if not value.isascii() and _SURROGATE.search(value):
+            return f"{short_repr(value)} holds a lone surrogate (not valid UTF-8)"
+        return None
+    if isinstance(value, int):
+        if value.bit_length() > _BIG_INT_BITS:
+            try:
+                str(value)
+            except ValueError:
+                return f"an integer of {value.bit_length()} bits is too long for JSON text"
+        return None
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ProtocolError(f"{where}: {value!r} is not valid JSON")
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            check_json_value(item, where)
-        return
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ProtocolError(f"{where}: object keys must be strings, not {k!r}")
-            check_json_value(v, where)
-        return
-    raise ProtocolError(f"{where}: {type(value).__name__} is not a JSON value")
+        return None if math.isfinite(value) else f"{value!r} is not valid JSON"
+    return f"{type(value).__name__} is not a JSON value"
+
+
+def _render(path: Sequence[PathPart]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{short_repr(part, quote=False)}"
+    return out
+
+
+def short_repr(text: Any, *, quote: bool = True) -> str:
+    """``text`` for a one-line message: repr'd if it needs escaping, cut if long."""
+    if not isinstance(text, str):
+        if type(text) is int and text.bit_length() > 64:
+            return "a very long int"
+        plain = text is None or type(text) in (int, float, bool)
+        return repr(text) if plain else f"a {type(text).__name__}"
+    cut = text if len(text) <= 60 else text[:60] + "…"
+    if quote or not cut.isprintable() or _SURROGATE.search(cut):
+        return repr(cut)
+    return cut
+
+
+def check_text(value: Any, what: str) -> str:
+    """``value`` if it is a str that UTF-8 can encode (no lone surrogate), else `ProtocolError`."""
+    if not isinstance(value, str):
+        raise ProtocolError(f"{what} must be a string, not {short_repr(value)}")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise ProtocolError(f"{what} {short_repr(value)} holds a lone surrogate (not valid UTF-8)")
+    return value
 
 
 # --------------------------------------------------------------------------- dotted keys
 
 
 def check_key(key: str) -> str:
-    """A settings key is a dotted path of non-empty segments."""
+    """A settings key is a dotted path of at most `MAX_DEPTH` non-empty segments (valid UTF-8)."""
     if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-        raise ProtocolError(f"invalid settings key {key!r}: use dotted names like 'db.pool_size'")
+        raise ProtocolError(
+            f"invalid settings key {short_repr(key)}: use dotted names like 'db.pool_size'")
+    if not key.isascii() and _SURROGATE.search(key):
+        raise ProtocolError(
+            f"invalid settings key {short_repr(key)}: holds a lone surrogate (not valid UTF-8)")
+    if key.count(".") >= MAX_DEPTH:
+        raise ProtocolError(
+            f"invalid settings key {short_repr(key)}: more than {MAX_DEPTH} levels deep")
     return key
 
 
@@ -171,7 +311,7 @@ def update(
             del new[k]
     for key, value in sets.items():
         check_key(key)
-        check_json_value(value, key)
+        check_json_value(value, key, depth=key.count(".") + 1)
         if key in new:
             del new[key]  # a leaf has no subtree: skip the scan
         else:

@@ -1,7 +1,8 @@
 """Parsers of settings documents: strict YAML, JSON and TOML to Python data, or `DocumentError`.
 
-Private to `hotreload.documents`. Each error is one line ``file:line:column: invalid FMT: why``;
-a document nested deeper than the parser can recurse is ``file: invalid FMT: nested too deeply``.
+Private to `hotreload.documents` (`BoundedLoader` also reads ``config.yaml``). Each error is one
+line ``file:line:column: invalid FMT: why``; a document nested deeper than `MAX_DEPTH` (or than
+the parser can recurse) is ``file: invalid FMT: nested too deeply``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,101 @@ from typing import Any, Final
 
 import yaml
 
+from ._dotted import MAX_DEPTH
 from .errors import DocumentError
+
+MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+"""A settings file larger than this (16 MiB) is rejected (``read``) without being read."""
+MAX_YAML_ALIASES: Final = 10_000
+"""A YAML document may use aliases (``*name``) at most this many times."""
+MAX_YAML_NODES: Final = 1_000_000
+"""A YAML document may hold at most this many nodes, every alias expanded: an anchor bomb of a
+few hundred bytes ("billion laughs") is rejected while parsing, before any work on what it
+expands to."""
+MAX_YAML_CHARS: Final = MAX_DOCUMENT_BYTES
+"""... and at most this many characters of scalars (keys and values), every alias expanded."""
 
 _TOML_POS: Final = re.compile(r"^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 
 
-class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that rejects duplicate keys and leaves timestamps as strings."""
+class _TooDeep(yaml.composer.ComposerError):
+    """A YAML document nests more than `MAX_DEPTH` collections."""
+
+
+class _TooLarge(yaml.composer.ComposerError):
+    """A YAML document expands (through its aliases) past a limit."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that bounds what a document expands to while composing it.
+
+    Before any Python object is built, the document must stay within `MAX_DEPTH` levels,
+    `MAX_YAML_ALIASES` alias uses, and (with every alias expanded, as the data will be)
+    `MAX_YAML_NODES` nodes and `MAX_YAML_CHARS` characters of scalars; an alias to a node that
+    contains it (a recursive structure, not JSON) is refused. Each node is sized once (an alias
+    reuses its anchor's size), so the check costs O(document), not O(expansion).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[yaml.Node, tuple[int, int]] = {}  # node -> (nodes, chars) expanded
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _TooLarge(None, None, f"more than {MAX_YAML_ALIASES} aliases", mark)
+            node = super().compose_node(parent, index)
+            if node is not None and node not in self._sizes:
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} is inside its own anchor (not JSON)", mark)
+            return node
+        nested = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if nested:
+            if self._depth >= MAX_DEPTH:
+                raise _TooDeep(None, None, "nested too deeply", mark)
+            self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            if nested:
+                self._depth -= 1
+        if node is not None:
+            self._size(node)
+        return node
+
+    def _size(self, node: yaml.Node) -> None:
+        sizes = self._sizes
+        if isinstance(node, yaml.ScalarNode):
+            nodes, chars = 1, len(node.value)
+        else:
+            children = ([c for pair in node.value for c in pair]
+                        if isinstance(node, yaml.MappingNode) else node.value)
+            nodes, chars = 1, 0
+            for child in children:
+                n, c = sizes[child]
+                nodes += n
+                chars += c
+        sizes[node] = (nodes, chars)
+        if nodes > MAX_YAML_NODES:
+            raise _TooLarge(None, None, f"with its aliases expanded, the document holds more "
+                            f"than {MAX_YAML_NODES} nodes", node.start_mark)
+        if chars > MAX_YAML_CHARS:
+            raise _TooLarge(None, None, f"with its aliases expanded, the document holds more "
+                            f"than {MAX_YAML_CHARS} characters of text", node.start_mark)
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` within the bounds of `BoundedLoader` (for ``config.yaml``)."""
+    return yaml.load(text, Loader=BoundedLoader)  # a SafeLoader subclass
+
+
+class _Loader(BoundedLoader):
+    """`BoundedLoader` that rejects duplicate keys and leaves timestamps as strings."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[Any] = set()
@@ -50,6 +139,13 @@ _Loader.yaml_implicit_resolvers = {
 def _parse_yaml(text: str, origin: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except _TooDeep:
+        raise too_deep(origin, "yaml") from None
+    except _TooLarge as exc:
+        mark = exc.problem_mark
+        where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin
+        raise DocumentError(f"{where}: YAML too large: {exc.problem}",
+                            reason="too_large") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{origin}:{mark.line + 1}:{mark.column + 1}" if mark else origin

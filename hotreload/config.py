@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import yaml
@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -34,11 +35,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ._parsers import load_yaml
 from .errors import ConfigError, ProtocolError
 from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_ENV = "HOTRELOAD_CONFIG"
+ENV_PREFIX = "HOTRELOAD_"
 
 
 def _name(value: str, what: str) -> str:
@@ -247,6 +250,20 @@ class SourcesSettings(_Section):
     files: list[FileSource] = Field(default_factory=list)
 
 
+HTTP_OFF: Final = "off"
+
+
+def http_address(value: str | None) -> str | None:
+    """``daemon.http`` and ``daemon --http``: ``host:port`` (``[::1]:9464`` for IPv6, port 0 picks
+    a free one), or ``off`` / null for no HTTP server (None). One rule for config, env and CLI."""
+    if value is None or value.strip().lower() == HTTP_OFF:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464, or off")
+    return value
+
+
 class DaemonSettings(_Section):
     """The publisher daemon."""
 
@@ -257,15 +274,15 @@ class DaemonSettings(_Section):
     redis_backoff_max: float = Field(5.0, gt=0)
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("http", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: Any) -> Any:
+        return HTTP_OFF if value is False else value  # YAML reads an unquoted off as false
+
     @field_validator("http")
     @classmethod
     def _check_http(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        host, sep, port = value.rpartition(":")
-        if not sep or not host.strip("[]") or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("must be host:port, e.g. 127.0.0.1:9464 (or null to disable)")
-        return value
+        return http_address(value)
 
 
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("hotreload_yaml_data", default=None)
@@ -283,7 +300,7 @@ class HotReloadConfig(BaseSettings):
     """The whole configuration (``config.yaml``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="HOTRELOAD_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
@@ -315,6 +332,18 @@ class HotReloadConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _YamlData(settings_cls))
 
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The file this configuration was read from (absolute), or None."""
+        return self._config_file
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The directory of `config_file` (schemas are imported from there first), or None."""
+        return None if self._config_file is None else self._config_file.parent
+
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> HotReloadConfig:
         """A config for ``redis://...`` with everything else default."""
@@ -341,16 +370,42 @@ def redact_url(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{rest}")
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    msgs = []
+def env_var_for(loc: tuple[str | int, ...]) -> str | None:
+    """The ``HOTRELOAD_*`` variable the value at ``loc`` came from, if one is set.
+
+    The variable names the key itself (``HOTRELOAD_REDIS__ADDR``) or a section holding it as
+    JSON (``HOTRELOAD_REDIS='{"addr": ...}'``); names are matched case-insensitively, as
+    pydantic-settings reads them. The environment wins over the file, so a set variable is
+    where the value came from.
+    """
+    present = {name.upper(): name for name in os.environ}
+    for end in range(len(loc), 0, -1):
+        wanted = ENV_PREFIX + "__".join(str(part) for part in loc[:end]).upper()
+        if wanted in present:
+            return present[wanted]
+    return None
+
+
+def _format_errors(exc: ValidationError, origin: str, overrides: frozenset[str]) -> str:
+    """One line: the file's problems after its name, each variable's after the variable's."""
+    from_file: list[str] = []
+    from_env: list[str] = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts = tuple(err["loc"])
+        loc = ".".join(str(p) for p in parts) or "(top level)"
         if err["type"] == "extra_forbidden":
-            msgs.append(f"unknown key '{loc}'")
+            problem = f"unknown key '{loc}'"
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            msgs.append(f"{loc}: {msg}")
-    return f"{origin}: " + "; ".join(msgs)
+            problem = f"{loc}: " + err["msg"].removeprefix("Value error, ")
+        var = None if parts[:1] and parts[0] in overrides else env_var_for(parts)
+        if var is None:
+            from_file.append(problem)
+        elif var.upper() == ENV_PREFIX + "__".join(str(p) for p in parts).upper():
+            from_env.append(f"{var}: {problem.removeprefix(f'{loc}: ')}")
+        else:
+            from_env.append(f"{var}: {problem}")
+    head = [f"{origin}: " + "; ".join(from_file)] if from_file else []
+    return "; ".join(head + from_env)
 
 
 @contextmanager
@@ -369,7 +424,7 @@ def build_config(data: dict[str, Any], *, origin: str = "config",
         with _yaml_data(data):
             return HotReloadConfig(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
+        raise ConfigError(_format_errors(exc, origin, frozenset(overrides))) from None
 
 
 def config_path(path: str | os.PathLike[str] | None) -> tuple[Path, bool]:
@@ -388,16 +443,38 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
     data: Any = {}
     if file.exists():
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            data = load_yaml(file.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        except RecursionError:
+            raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{file}: the top level must be a mapping")
     elif explicit:
         raise ConfigError(f"{file}: no such config file")
-    return build_config(data, origin=str(file), **overrides)
+    config = build_config(data, origin=str(file), **overrides)
+    if file.exists():
+        config._config_file = file.resolve()
+    return config
+
+
+def existing_config_dir(path: str | os.PathLike[str] | None) -> Path | None:
+    """The directory of the config file `load_config` would read, if that file exists."""
+    file, _ = config_path(path)
+    return file.resolve().parent if file.is_file() else None
+
+
+def as_config(config: HotReloadConfig | str | None) -> HotReloadConfig:
+    """A config given as an object, a ``redis://`` URL, or None (`load_config`)."""
+    if config is None:
+        return load_config()
+    if isinstance(config, str):
+        return HotReloadConfig.from_url(config)
+    return config

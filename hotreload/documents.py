@@ -19,16 +19,22 @@ import importlib
 import math
 import os
 import stat
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ValidationError
 
+from ._parsers import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from ._parsers import MAX_YAML_ALIASES as MAX_YAML_ALIASES
+from ._parsers import MAX_YAML_CHARS as MAX_YAML_CHARS
+from ._parsers import MAX_YAML_NODES as MAX_YAML_NODES
 from ._parsers import PARSERS, too_deep, yaml_line
 from .errors import ConfigError, DocumentError, ProtocolError, SettingsRejected
-from .protocol import flatten
+from .protocol import MAX_DEPTH, flatten
 
 Format: TypeAlias = Literal["yaml", "json", "toml"]
 FORMATS: Final[tuple[str, ...]] = get_args(Format)
@@ -36,8 +42,6 @@ PathPart: TypeAlias = str | int
 _SUFFIXES: Final[dict[str, Format]] = {
     ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml",
 }
-MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
-"""A settings file larger than this (16 MiB) is rejected (``read``) without being read."""
 _READ_CHUNK: Final = 1024 * 1024
 
 
@@ -158,19 +162,49 @@ def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
         raise DocumentError(f"{origin}: {exc}", reason="key") from None
     if problem is not None:
         reason, parts, why = problem
+        if reason == "depth":
+            raise too_deep(origin, format)
         line = yaml_line(text, parts) if format == "yaml" else None
         shown = parts[:-1] if reason == "key" else parts  # the key itself is in ``why``
         raise DocumentError(Problem(_dotted(shown), why, line).render(origin), reason=reason)
     return Document(origin, format, data, flat, digest(raw))
 
 
-def load_schema(spec: str) -> type[BaseModel]:
-    """Import the pydantic model named ``"package.module:ClassName"``."""
+def schema_import_path(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Where a schema module is looked for before ``sys.path``: the config file's directory
+    (when there is one), then the current directory."""
+    dirs = [os.path.abspath(config_dir)] if config_dir is not None else []
+    return list(dict.fromkeys([*dirs, os.getcwd()]))
+
+
+@contextmanager
+def _on_import_path(dirs: Sequence[str]) -> Iterator[None]:
+    """``dirs`` first on ``sys.path`` for the duration of one import, then as before."""
+    added = [d for d in dirs if d not in sys.path]
+    sys.path[:0] = added
+    importlib.invalidate_caches()  # a module written since the last import is found
+    try:
+        yield
+    finally:
+        for d in added:
+            with suppress(ValueError):
+                sys.path.remove(d)
+
+
+def load_schema(spec: str, *, config_dir: str | os.PathLike[str] | None = None,
+                ) -> type[BaseModel]:
+    """Import the pydantic model named ``"package.module:ClassName"``.
+
+    The module is looked for in `schema_import_path` (the config file's directory, then the
+    current directory), then on ``sys.path``: the daemon and ``hotreload validate`` both import
+    through here, so a schema next to ``config.yaml`` works for both.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"schema {spec!r}: use 'package.module:ClassName'")
     try:
-        obj: Any = importlib.import_module(module_name)
+        with _on_import_path(schema_import_path(config_dir)):
+            obj: Any = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(
             f"schema {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
@@ -229,10 +263,11 @@ def check_document(raw: bytes, format: Format, *, origin: str,
 def load_document(
     path: str | os.PathLike[str], *, format: str | None = None,
     schema: str | type[BaseModel] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
 ) -> Document:
     """Read, parse, check and validate the settings file at ``path``."""
     fmt = detect_format(path, format)
-    model = load_schema(schema) if isinstance(schema, str) else schema
+    model = load_schema(schema, config_dir=config_dir) if isinstance(schema, str) else schema
     return check_document(read_bytes(path), fmt, origin=os.fspath(path), model=model)
 
 
@@ -262,6 +297,8 @@ def _check_tree(node: Any, path: tuple[PathPart, ...]) -> _Found | None:
         return None
     if isinstance(node, float):
         return None if math.isfinite(node) else ("type", path, f"{node!r} is not a JSON number")
+    if isinstance(node, (list, dict)) and len(path) >= MAX_DEPTH:
+        return ("depth", path, f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, list):
         for i, item in enumerate(node):
             found = _check_tree(item, (*path, i))

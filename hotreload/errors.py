@@ -4,11 +4,12 @@
 HotReloadError
 ├── ConfigError              a config file, env var or option is invalid
 ├── ProtocolError            a message or snapshot does not follow the wire protocol
-│   └── SignatureError       a message's HMAC signature is missing or wrong
+│   ├── SignatureError       a message's HMAC signature is missing or wrong
+│   └── InputError           an argument given to the publisher cannot be published
 ├── SettingsRejected         settings do not validate against the schema (model)
 ├── DocumentError            a settings document (YAML/JSON/TOML) cannot be read or parsed
 ├── BackendError             Redis or PostgreSQL could not be reached or failed
-├── ConflictError            a publish lost too many optimistic-concurrency races
+├── ConflictError            a publish lost too many races, or its expected version moved on
 ├── HistoryError             the event log no longer holds what was asked for
 └── StartTimeout             a subscriber did not load its first snapshot in time
 ```
@@ -37,6 +38,11 @@ class SignatureError(ProtocolError):
     """A message's HMAC signature is missing or does not match."""
 
 
+class InputError(ProtocolError):
+    """An argument given to the publisher (a key, a value, a namespace, a version...) cannot be
+    published; nothing was sent. The message names the key or path and why."""
+
+
 class SettingsRejected(HotReloadError):
     """Settings do not validate against the schema; the last good settings stay live."""
 
@@ -45,7 +51,8 @@ class DocumentError(HotReloadError):
     """A settings document cannot be read or parsed.
 
     ``reason`` is a short stable label for metrics (``missing``, ``read``, ``empty``, ``yaml``,
-    ``json``, ``toml``, ``type``, ``key``); the message is one line naming the file and line.
+    ``json``, ``toml``, ``too_large``, ``type``, ``key``); the message is one line naming the
+    file and line.
     """
 
     def __init__(self, message: str, *, reason: str = "invalid") -> None:
@@ -58,7 +65,8 @@ class BackendError(HotReloadError):
 
 
 class ConflictError(HotReloadError):
-    """A publish kept losing the race against other publishers and gave up."""
+    """A publish kept losing the race against other publishers and gave up, or the namespace
+    is no longer at the version the caller expected."""
 
 
 class HistoryError(HotReloadError):

@@ -42,11 +42,22 @@ class TextFormatter(logging.Formatter):
         return f"{line} [action={action}]" if action else line
 
 
-def configure_logging(*, verbose: bool = False, fmt: str = "text") -> None:
-    """Send hotreload's logs to stderr (called by the CLI only)."""
+#: A command's own output says what happened; its logs add only warnings and errors.
+COMMAND_LEVEL = logging.WARNING
+#: The daemon has no other output: its log is its account of what it does.
+DAEMON_LEVEL = logging.INFO
+
+
+def configure_logging(*, verbose: bool = False, fmt: str = "text",
+                      level: int = COMMAND_LEVEL) -> None:
+    """Send hotreload's logs at ``level`` and above (DEBUG with ``verbose``) to stderr.
+
+    Called by the CLI only: commands log warnings and errors (`COMMAND_LEVEL`), the daemon
+    INFO too (`DAEMON_LEVEL`), ``--verbose`` everything.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("hotreload")
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else level)
     root.propagate = False

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
 from ._dotted import (
+    MAX_DEPTH,
     MISSING,
     Change,
     Op,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_PREFIX",
     "EMPTY_SETTINGS_JSON",
+    "MAX_DEPTH",
     "MISSING",
     "PROTOCOL_VERSION",
     "Change",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import math
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,12 +17,11 @@ import click
 
 from .. import protocol as p
 from ..config import HotReloadConfig
-from ..daemon_status import describe_daemon, read_daemon_status
-from ..errors import DocumentError
-from ..events import Invalidation, Resync, SettingsChange
-from ..publisher import AsyncPublisher
-from ..subscriber import AsyncSubscriber
-from ._base import State, handle_errors, namespace_option
+from ..daemon.status import describe_daemon, read_daemon_status
+from ..errors import DocumentError, HotReloadError
+from ..publisher import AsyncPublisher, PublishResult, RollbackPlan
+from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
+from ._base import State, confirm, handle_errors, namespace_option
 
 T = TypeVar("T")
 
@@ -37,22 +37,54 @@ def _run(state: State, namespace: str | None,
     return asyncio.run(go())
 
 
-def parse_value(text: str) -> Any:
-    """``KEY=VALUE`` values: JSON if it parses (``20``, ``true``, ``[1,2]``), else a string."""
-    try:
-        return p.loads(text)
-    except ValueError:
+_JSON_START = ("{", "[", '"')
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A ``KEY=VALUE`` value, by the rules in `publish`'s help (a bad one is a usage error)."""
+    stripped = text.strip()
+    if not stripped.startswith(_JSON_START) and not _JSON_SCALAR.fullmatch(stripped):
         return text
+    try:
+        value = p.loads(stripped)
+    except ValueError as exc:
+        what = "is not valid JSON" if stripped.startswith(_JSON_START) else "is no JSON number"
+        raise click.BadParameter(f"the value of {key!r} {what}: {exc} (for a string as "
+                                 "written, pass --string)", param_hint="KEY=VALUE") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise click.BadParameter(f"the value of {key!r} is too large for a JSON number",
+                                 param_hint="KEY=VALUE")
+    return value
 
 
-def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+def parse_assignments(items: Sequence[str], deletes: Sequence[str] = (), *,
+                      literal: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments as a mapping; no key may be given twice or overlap another
+    (``x`` and ``x.y``), nor be set and deleted."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
-        out[key.strip()] = parse_value(value)
+        for other in out:
+            if _overlap(key, other):
+                raise click.BadParameter(
+                    f"{key!r} is given twice" if key == other else
+                    f"{other!r} and {key!r} overlap: set the outer key to an object instead",
+                    param_hint="KEY=VALUE")
+        for gone in deletes:
+            if _overlap(key, gone):
+                raise click.BadParameter(f"{key!r} is set, and --delete {gone!r} deletes it",
+                                         param_hint="KEY=VALUE")
+        out[key] = value if literal else parse_value(key, value)
     return out
+
+
+def _overlap(a: str, b: str) -> bool:
+    """The same key, or one inside the other (``x`` and ``x.y``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def read_document(path: str) -> dict[str, Any]:
@@ -68,6 +100,28 @@ def _ts(ts: float) -> str:
 
 def _value(value: Any) -> str:
     return "(absent)" if value is p.MISSING else json.dumps(value, ensure_ascii=False)
+
+
+def describe_change(change: p.Change) -> str:
+    """One key of a diff: ``key: old -> new``, ``key: added new``, ``key: deleted (was old)``."""
+    if change.op != "set":
+        return f"{change.key}: deleted (was {_value(change.old)})"
+    if change.old is p.MISSING:
+        return f"{change.key}: added {_value(change.new)}"
+    return f"{change.key}: {_value(change.old)} -> {_value(change.new)}"
+
+
+def describe_result(result: PublishResult, what: str = "") -> str:
+    """``published v8 (2 changes)``, or ``no change (v7)`` for a publish that changed nothing."""
+    if not result.changed:
+        return f"no change (v{result.version})"
+    n = len(result.changes)
+    return f"published v{result.version} ({what}{n} change{'' if n == 1 else 's'})"
+
+
+def never_published(namespace: str) -> HotReloadError:
+    return HotReloadError(f"namespace {namespace!r} has never been published (or Redis lost "
+                          "it): check -n or the config's namespace")
 
 
 def describe_envelope(env: p.Envelope) -> str:
@@ -99,33 +153,35 @@ def _echo_json(obj: Any) -> None:
 @click.option("--file", "file_", type=click.Path(dir_okay=False), default=None,
               help="Make the namespace exactly this YAML/JSON/TOML document (publish its diff).")
 @click.option("--merge", is_flag=True, help="With --file: only set the document's keys.")
+@click.option("-s", "--string", "literal", is_flag=True,
+              help="Every VALUE is a string, exactly as written.")
 @click.pass_obj
 @handle_errors
 def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
-            deletes: tuple[str, ...], file_: str | None, merge: bool) -> None:
-    """Publish settings changes as one event (VALUE is JSON, else a string)."""
-    sets = parse_assignments(assignments)
+            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool) -> None:
+    """Publish settings changes as one event.
+
+    \b
+    VALUE is JSON when it starts with { [ or " (it must then be valid JSON)
+    or is a number, true, false or null; anything else is a string:
+      a=20  a=1.5  a=true  a=null  a='[1, 2]'  a='{"x": 1}'   JSON
+      a=hello  a='hello world'  a=v1.2  a='"20"'  -s a=20      strings
+    Give each key once: x=1 x.y=2 (set x='{"y": 2}') or x=1 --delete x is
+    an error. With --file, KEY=VALUE and --delete apply on top of the file.
+    """
+    sets = parse_assignments(assignments, deletes, literal=literal)
     document = read_document(file_) if file_ else None
     if document is None and not sets and not deletes:
         raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")
 
-    async def body(pub: AsyncPublisher) -> p.Envelope | None:
+    async def body(pub: AsyncPublisher) -> PublishResult:
         if document is not None and not merge:
             base = p.update(p.flatten(document), sets, deletes)
-            result = await pub.replace(p.unflatten(base))
-        else:
-            merged = {**p.flatten(document or {}), **sets}
-            result = await pub.publish(merged, deletes)
-        if result.version is None:
-            return None
-        return p.Envelope(result.namespace, result.version, "config", changes=result.changes)
+            return await pub.replace(p.unflatten(base))
+        merged = {**p.flatten(document or {}), **sets}
+        return await pub.publish(merged, deletes)
 
-    env = _run(state, namespace, body)
-    if env is None:
-        click.echo("no change")
-    else:
-        click.echo(f"published v{env.version} ({len(env.changes)} change"
-                   f"{'' if len(env.changes) == 1 else 's'})")
+    click.echo(describe_result(_run(state, namespace, body)))
 
 
 @click.command()
@@ -154,6 +210,8 @@ def invalidate(state: State, namespace: str | None, keys: tuple[str, ...],
 def get(state: State, namespace: str | None, key: str | None, as_json: bool) -> None:
     """Print the published settings, or one KEY (dotted) of them."""
     snap = _run(state, namespace, lambda pub: pub.snapshot())
+    if not snap.version:
+        raise never_published(snap.namespace)
     value: Any = snap.settings
     if key:
         flat = snap.flat
@@ -198,16 +256,34 @@ def history(state: State, namespace: str | None, limit: int, as_json: bool) -> N
 @click.command()
 @namespace_option
 @click.argument("version", type=click.IntRange(0))
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 @handle_errors
-def rollback(state: State, namespace: str | None, version: int) -> None:
-    """Publish the settings as they were at VERSION (as a new version)."""
-    result = _run(state, namespace, lambda pub: pub.rollback(version))
-    if result.version is None:
-        click.echo(f"no change: the settings are already those of v{version}")
-    else:
-        click.echo(f"published v{result.version} (rollback to v{version}, "
-                   f"{len(result.changes)} changes)")
+def rollback(state: State, namespace: str | None, version: int, yes: bool) -> None:
+    """Publish the settings as they were at VERSION (as a new version; 0 deletes them all).
+
+    Shows what would change and asks before publishing, unless --yes.
+    """
+
+    async def plan(pub: AsyncPublisher) -> RollbackPlan:
+        if not await pub.version():
+            raise never_published(pub.namespace)
+        return await pub.plan_rollback(version)
+
+    todo = _run(state, namespace, plan)
+    if not todo.changes:
+        click.echo(f"no change: the settings of v{todo.from_version} are already those "
+                   f"of v{version}")
+        return
+    click.echo(f"rollback of {todo.namespace} from v{todo.from_version} to the settings of "
+               f"v{version}:")
+    for change in todo.changes:
+        click.echo(f"  {describe_change(change)}")
+    if not yes:
+        confirm(f"Publish this as v{todo.from_version + 1}?", "nothing rolled back")
+    result = _run(state, namespace, lambda pub: pub.rollback(
+        version, expected_version=todo.from_version))
+    click.echo(describe_result(result, f"rollback to v{version}, "))
 
 
 @click.command()
@@ -227,17 +303,17 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
     sub: AsyncSubscriber[Any] = AsyncSubscriber(config, namespace=namespace)
     done = asyncio.Event()
     seen = 0
+    gone: list[BrokenPipeError] = []
 
     def out(line: str) -> None:
-        """Print, or stop quietly when the reader went away (``hotreload tail | head``)."""
+        """Print, or stop when the reader went away (``hotreload tail | head``)."""
         if done.is_set():
             return
         try:
             click.echo(line)
             sys.stdout.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python exits
+        except BrokenPipeError as exc:  # in a listener: stop, and let handle_errors see it
+            gone.append(exc)
             done.set()
 
     def count() -> None:
@@ -293,6 +369,8 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
         else:
             out(f"# following {sub.namespace} from v{sub.version} (Ctrl-C to stop)")
         await done.wait()
+    if gone:
+        raise gone[0]
 
 
 @click.command()
@@ -308,6 +386,7 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
         snap = await pub.snapshot()
         info: dict[str, Any] = {
             "namespace": snap.namespace,
+            "published": snap.version > 0,
             "version": snap.version,
             "epoch": snap.epoch or None,
             "checksum": snap.checksum,
@@ -323,6 +402,8 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(info)
         return
+    if not info["published"]:
+        info["version"] = "- (never published)"
     for key in ("namespace", "version", "epoch", "checksum", "updated_at", "keys", "subscribers",
                 "redis"):
         click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")

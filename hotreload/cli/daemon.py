@@ -6,7 +6,9 @@ import asyncio
 
 import click
 
-from ..logs import configure_logging
+from ..config import http_address
+from ..errors import ConfigError
+from ..logs import DAEMON_LEVEL, configure_logging
 from ._base import State, handle_errors
 
 
@@ -20,12 +22,17 @@ def daemon(state: State, http: str | None) -> None:
 
     Runs until SIGTERM or SIGINT, then stops cleanly (exit status 0). See docs/daemon.md.
     """
-    from ..daemon import Daemon
+    from ..daemon.core import Daemon
 
     config = state.config
     if http is not None:
-        section = config.daemon.model_copy(update={"http": None if http == "off" else http})
+        try:
+            address = http_address(http)
+        except ValueError as exc:
+            raise ConfigError(f"--http {http!r}: {exc}") from None
+        section = config.daemon.model_copy(update={"http": address})
         config = config.model_copy(update={"daemon": section})
-    if state.log_format == "text" and config.daemon.log_format == "json":
-        configure_logging(verbose=state.verbose, fmt="json")
+    # --log-format json wins; else daemon.log_format
+    fmt = state.log_format if state.log_format == "json" else config.daemon.log_format
+    configure_logging(verbose=state.verbose, fmt=fmt, level=DAEMON_LEVEL)
     asyncio.run(Daemon(config, handle_signals=True).run())

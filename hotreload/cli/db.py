@@ -7,8 +7,8 @@ import asyncio
 import click
 from pydantic import SecretStr
 
-from .. import db
 from ..config import PostgresSettings
+from ..daemon import db
 from ..errors import ConfigError
 from ._base import State, handle_errors
 
@@ -55,5 +55,9 @@ def uninstall(state: State, dsn: str | None, yes: bool) -> None:
     if not yes:
         raise click.UsageError(f"this drops table {settings.settings_table} and its rows; "
                                "pass --yes to confirm")
-    asyncio.run(db.uninstall(settings))
-    click.echo(f"dropped table {settings.settings_table} on {settings.display_dsn()}")
+    dropped = asyncio.run(db.uninstall(settings))
+    if dropped:
+        click.echo(f"dropped {', '.join(dropped)} on {settings.display_dsn()}")
+    else:
+        click.echo(f"nothing to drop: no table {settings.settings_table} or its functions on "
+                   f"{settings.display_dsn()}")

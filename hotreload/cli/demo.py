@@ -10,15 +10,15 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import click
 from pydantic import BaseModel, Field
 
 from ..config import HotReloadConfig
-from ..events import Invalidation, SettingsChange
-from ..publisher import AsyncPublisher
-from ..subscriber import AsyncSubscriber
+from ..publisher import AsyncPublisher, PublishResult
+from ..subscriber import AsyncSubscriber, Invalidation, SettingsChange
 from ._base import State, handle_errors
 
 
@@ -53,59 +53,85 @@ async def _demo(url: str | None, pods: int) -> None:
     config = HotReloadConfig.from_url(url or "redis://embedded-fakeredis/0")
     ns = f"demo-{uuid.uuid4().hex[:6]}"
     clients = _clients(url, pods + 1)
-    published_at: dict[int, float] = {}
-    say = click.echo
-
     pub = AsyncPublisher(config, namespace=ns, source="demo", client=clients[0])
-    await pub.publish({"db": {"host": "db.internal", "pool_size": 10}, "greeting": "hello"})
     subs: list[AsyncSubscriber[DemoSettings]] = []
+    try:
+        await _narrate(config, url, ns, pods, pub, subs, clients)
+    finally:  # also on an error or Ctrl-C: leave nothing behind in a real Redis
+        for sub in subs:
+            await sub.aclose()
+        try:
+            await _delete_namespace(pub, ns)
+        finally:
+            await pub.aclose()
+
+
+async def _delete_namespace(pub: AsyncPublisher, ns: str) -> None:
+    """Delete every key of the demo's namespace (``{prefix}:{ns}:...``)."""
+    pattern = pub.keys(ns).snapshot.removesuffix(":snapshot") + "*"
+    keys = [key async for key in pub.redis.scan_iter(match=pattern, count=1000)]
+    if keys:
+        await pub.redis.delete(*keys)
+
+
+async def _narrate(config: HotReloadConfig, url: str | None, ns: str, pods: int,
+                   pub: AsyncPublisher, subs: list[AsyncSubscriber[DemoSettings]],
+                   clients: list[Any]) -> None:
+    say = click.echo
+    step_started: list[float] = []  # perf_counter (monotonic) when the current publish began
+
+    await pub.publish({"db": {"host": "db.internal", "pool_size": 10}, "greeting": "hello"})
     for i in range(pods):
         sub = AsyncSubscriber(config, namespace=ns, model=DemoSettings, client=clients[i + 1])
         name = f"pod-{i + 1}"
 
         def on_change(ch: SettingsChange, name: str = name) -> None:
-            ms = (time.perf_counter() - published_at.get(ch.version, time.perf_counter())) * 1e3
             what = ", ".join(f"{c.key}={c.new!r}" if c.op == "set" else f"-{c.key}"
                              for c in ch.changes)
-            say(f"  {name}: v{ch.version} applied in {ms:.2f} ms: {what}")
+            if step_started and not ch.resync:
+                ms = (time.perf_counter() - step_started[-1]) * 1e3
+                say(f"  {name}: v{ch.version} applied {ms:.2f} ms after the publish began: "
+                    f"{what}")
+            else:
+                say(f"  {name}: v{ch.version} applied: {what}")
 
         def on_invalidate(inv: Invalidation, name: str = name) -> None:
             say(f"  {name}: v{inv.version} cache entries dropped: {', '.join(inv.keys)}")
 
         sub.on_change(on_change)
         sub.on_invalidate(on_invalidate)
-        await sub.start(timeout=10)
         subs.append(sub)
+        await sub.start(timeout=10)
     say(f"{pods} pods follow namespace {ns!r} on "
         f"{'Redis at ' + config.redis.display_url() if url else 'an embedded fakeredis'}")
     say(f"  every pod starts at v{subs[0].version}: pool_size={subs[0].settings.db.pool_size}")
 
-    async def step(title: str, coro: Any) -> None:
-        say(f"\n$ {title}")
-        start = time.perf_counter()
-        result = await coro
-        if result.version is not None:
-            published_at[result.version] = start
-            await asyncio.gather(*(s.wait_for_version(result.version, 5, applied=False)
-                                   for s in subs))
+    async def step(command: str, coro: Awaitable[PublishResult]) -> None:
+        say(f"\n$ hotreload {command.replace('-n NS', f'-n {ns}')}")
+        step_started.append(time.perf_counter())  # before the publish: never a negative time
+        try:
+            result = await coro
+            if result.changed:
+                await asyncio.gather(*(s.wait_for_version(result.version, 5, applied=False)
+                                       for s in subs))
+        finally:
+            step_started.clear()
 
-    await step("hotreload publish db.pool_size=20 features.search=true",
+    await step("publish -n NS db.pool_size=20 features.search=true",
                pub.publish({"db.pool_size": 20, "features.search": True}))
-    await step("hotreload publish db.pool_size=100000   # invalid: the schema says <= 500",
+    await step("publish -n NS db.pool_size=100000   # invalid: the schema says <= 500",
                pub.publish({"db.pool_size": 100000}))
     for i, sub in enumerate(subs):
         say(f"  pod-{i + 1}: rejected, still serving v{sub.version} "
             f"(pool_size={sub.settings.db.pool_size}): {sub.last_error}")
-    await step("hotreload publish db.pool_size=50", pub.publish({"db.pool_size": 50}))
-    await step("hotreload invalidate user:42", pub.invalidate(["user:42"]))
+    await step("publish -n NS db.pool_size=50", pub.publish({"db.pool_size": 50}))
+    await step("invalidate -n NS user:42", pub.invalidate(["user:42"]))
     say("\nhistory:")
     for env in await pub.history(limit=10):
         say(f"  v{env.version} {env.kind}: " + (", ".join(c.key for c in env.changes)
                                                or ", ".join(env.keys)))
-    for sub in subs:
-        await sub.aclose()
-    await pub.aclose()
-    say("\ndone: every pod saw every valid change, and none ever served an invalid one.")
+    say("\ndone: every pod saw every valid change, and none ever served an invalid one."
+        + (f" The demo's keys ({ns}) are deleted on exit." if url else ""))
 
 
 @click.command()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
+from ..config import existing_config_dir
 from ..documents import (
     FORMATS,
     detect_format,
@@ -16,26 +16,27 @@ from ..documents import (
     schema_problems,
 )
 from ..errors import ConfigError, DocumentError
-from ._base import handle_errors
+from ._base import State, handle_errors
 
 
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--schema", metavar="pkg.mod:Settings", default=None,
-              help="Pydantic model the documents must validate against "
-                   "(imported with the current directory on the path).")
+              help="Pydantic model the documents must validate against (looked for in the "
+                   "config file's directory, then the current directory, as the daemon does).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Document format [default: from the file extension].")
+@click.pass_obj
 @handle_errors
-def validate_command(files: tuple[str, ...], schema: str | None, fmt: str | None) -> None:
+def validate_command(state: State | None, files: tuple[str, ...], schema: str | None,
+                     fmt: str | None) -> None:
     """Check settings FILEs exactly as the daemon does before publishing them.
 
     Prints "ok: FILE (N keys)" per good file; prints every problem on stderr and exits 1 if any
     file is bad. Nothing is read from or sent to Redis.
     """
-    if schema is not None and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `hotreload` is a console script: cwd is not on it
-    model = load_schema(schema) if schema else None
+    config_dir = existing_config_dir(state.config_path if state else None)
+    model = load_schema(schema, config_dir=config_dir) if schema else None
     failed = False
     for file in files:
         try:

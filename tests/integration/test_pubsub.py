@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from hotreload import (
     AsyncPublisher,
     AsyncSubscriber,
+    ConflictError,
     HotReloadConfig,
     Invalidation,
     Publisher,
@@ -57,7 +58,7 @@ async def test_subscriber_starts_from_the_snapshot_then_follows_events(
         assert sub.settings == AppSettings(db=DB(host="x", pool_size=5), name="a")
         assert sub.get("db.pool_size") == 5
         r = await apub.publish({"db.pool_size": 7, "name": "b"})
-        await sub.wait_for_version(r.version or 0)
+        await sub.wait_for_version(r.version)
         assert sub.settings.db.pool_size == 7 and sub.settings.name == "b"
         assert len(seen) == 1 and seen[0].keys == ("db.pool_size", "name")
         assert seen[0].old_settings.db.pool_size == 5
@@ -69,7 +70,8 @@ async def test_publishing_the_same_values_sends_nothing(
 ) -> None:
     first = await apub.publish({"a": 1, "b": [1, 2]})
     again = await apub.publish({"a": 1, "b": [1, 2]})
-    assert first.version == 1 and again.version is None and not again.changed
+    assert first.version == 1 and first.changed
+    assert again.version == 1 and not again.changed and again.changes == ()
     assert await apub.version() == 1
     await sub.wait_for_version(1)
 
@@ -133,7 +135,7 @@ async def test_invalid_settings_keep_the_last_good_and_the_next_valid_applies(
         assert sub.settings.db.pool_size == 10 and sub.version == 1
         assert sub.last_error is not None and "db.pool_size" in sub.last_error
         good = await apub.publish({"db.pool_size": 20})
-        await sub.wait_for_version(good.version or 0)
+        await sub.wait_for_version(good.version)
         assert sub.settings.db.pool_size == 20 and sub.last_error is None
 
 
@@ -145,7 +147,7 @@ async def test_malformed_and_foreign_messages_are_ignored(
                  p.encode_envelope(p.Envelope("other", 1, "config", source="x", origin="y"))]:
         raw_redis.publish(channel, junk)
     r = await apub.publish({"still": "works"})
-    await sub.wait_for_version(r.version or 0)
+    await sub.wait_for_version(r.version)
     assert sub.get("still") == "works"
     assert sub.stats.rejected_messages == 5
 
@@ -165,7 +167,7 @@ async def test_listener_errors_do_not_stop_other_listeners(
 
     await apub.publish({"name": "x"})
     r = await apub.publish({"db.host": "y"})
-    await sub.wait_for_version(r.version or 0)
+    await sub.wait_for_version(r.version)
     await await_until(lambda: got == [2], what="db listener")
     assert sub.status()["listener_errors"] == 2
 
@@ -198,11 +200,35 @@ def test_sync_facade(config: HotReloadConfig, namespace: str) -> None:
         seen: list[int] = []
         sub.on_change(lambda ch: seen.append(ch.version))
         r = pub.publish({"feature": {"x": True}})
-        sub.wait_for_version(r.version or 0)
+        sub.wait_for_version(r.version)
         assert sub.get("feature.x") is True and sub.get("missing", 3) == 3
         assert dict(sub.settings["feature"]) == {"x": True}
         wait_until(lambda: seen == [1], what="listener")
         assert pub.subscribers() >= 1
+
+
+def test_sync_listeners_passed_directly_keep_their_key_filters(
+    config: HotReloadConfig, namespace: str
+) -> None:
+    with Publisher(config, namespace=namespace) as pub, \
+            Subscriber(config, namespace=namespace) as sub:
+        db_changes: list[int] = []
+        user_invalidations: list[int] = []
+        heard: list[int] = []
+        sub.on_change(lambda ch: db_changes.append(ch.version), keys=["db"])
+        sub.on_invalidate(lambda inv: user_invalidations.append(inv.version),
+                          prefixes=["user:"])
+        sub.on_change(lambda ch: heard.append(ch.version))
+        sub.on_invalidate(lambda inv: heard.append(inv.version))
+        pub.publish({"name": "x"})
+        pub.publish({"db.host": "y"})
+        pub.invalidate(["order:1"])
+        pub.invalidate(["user:1"])
+        # Listeners run in order on one thread: once the unfiltered ones heard v4, the
+        # filtered ones have had their chance at every event.
+        wait_until(lambda: heard == [1, 2, 3, 4], what="every event")
+        assert db_changes == [2]
+        assert user_invalidations == [4]
 
 
 def test_signed_messages_only(namespace: str) -> None:
@@ -221,7 +247,7 @@ def test_signed_messages_only(namespace: str) -> None:
         redis.Redis.from_url(REDIS_URL).publish(pub.core.keys().channel, wrong_key)
         wait_until(lambda: sub.core.stats.rejected_messages == 2, what="rejections")
         r = pub.publish({"a": 2})
-        sub.wait_for_version(r.version or 0)
+        sub.wait_for_version(r.version)
         assert sub.get("a") == 2
         assert "s3cret" not in repr(config) and "s3cret" not in str(sub.status())
 
@@ -245,3 +271,24 @@ async def test_caller_values_are_copied_not_shared(apub: AsyncPublisher) -> None
     hosts.append("b")  # the caller reuses its list
     assert (await apub.replace(doc)).version == 2
     assert (await apub.snapshot()).settings == {"hosts": ["a", "b"]}
+
+
+async def test_rollback_plan_shows_the_diff_and_an_expected_version_guards_the_publish(
+    apub: AsyncPublisher, config: HotReloadConfig, namespace: str
+) -> None:
+    await apub.publish({"a": 1, "b": 1})
+    await apub.publish({"a": 2, "c": 3}, delete=["b"])
+    plan = await apub.plan_rollback(1)
+    assert (plan.namespace, plan.from_version, plan.to_version) == (namespace, 2, 1)
+    assert plan.settings == {"a": 1, "b": 1}
+    assert {(c.op, c.key, c.old, c.new) for c in plan.changes} == {
+        ("set", "a", 2, 1), ("set", "b", p.MISSING, 1), ("delete", "c", 3, None)}
+    assert await apub.version() == 2  # a plan publishes nothing
+    async with AsyncPublisher(config, namespace=namespace) as other:
+        await other.publish({"d": 4})  # someone publishes after the plan was shown
+    with pytest.raises(ConflictError, match="is at v3, not v2: it changed meanwhile"):
+        await apub.rollback(1, expected_version=plan.from_version)  # apub's state is stale
+    assert await apub.version() == 3
+    result = await apub.rollback(1, expected_version=3)
+    assert result.version == 4
+    assert (await apub.snapshot()).settings == {"a": 1, "b": 1}

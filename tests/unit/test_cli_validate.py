@@ -122,11 +122,16 @@ def test_hostile_files_are_errors_and_the_next_files_are_checked(
     (files / "deep.yaml").write_text("b: " + "[" * 5000 + "]" * 5000 + "\n")
     (files / "deep.json").write_text('{"b": ' + "[" * 100_000 + "]" * 100_000 + "}")
     os.mkfifo(files / "pipe.yaml")
-    result = run(app, "deep.yaml", "deep.json", "pipe.yaml", "good.yaml")
+    (files / "bomb.yaml").write_text("".join(  # "billion laughs": 9 ** 9 "lol"s
+        f"{n}: &{n} [" + ",".join([f"*{p}" if p else "lol"] * 9) + "]\n"
+        for p, n in zip(["", *"abcdefgh"], "abcdefghi", strict=True)))
+    result = run(app, "deep.yaml", "deep.json", "pipe.yaml", "bomb.yaml", "good.yaml")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == ["ok: good.yaml (3 keys)"]
     assert result.stderr.splitlines() == [
         "error: deep.yaml: invalid YAML: nested too deeply",
         "error: deep.json: invalid JSON: nested too deeply",
         "error: pipe.yaml: cannot read: not a regular file (a FIFO)",
+        "error: bomb.yaml:7:4: YAML too large: with its aliases expanded, the document holds "
+        "more than 1000000 nodes",
     ]

@@ -96,6 +96,47 @@ def test_yaml_error_names_the_line(tmp_path: Path) -> None:
         load_config(write(tmp_path, "a: 1\nb: 2\nc: d: e\n"))
 
 
+def _laughs() -> str:
+    lines = ["a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    for i in range(1, 9):
+        name, prev = chr(ord("a") + i), chr(ord("a") + i - 1)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (_laughs(), "config.yaml:7: invalid YAML: with its aliases expanded, the document holds "
+                "more than 1000000 nodes"),
+    ("a: &a\n  - *a\n", "config.yaml:2: invalid YAML: alias *a is inside its own anchor "
+                        "(not JSON)"),
+    ("redis: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1: invalid YAML: nested too "
+                                                  "deeply"),
+], ids=["anchor-bomb", "recursive-alias", "deep"])
+def test_hostile_yaml_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value) == f"{tmp_path / message}"
+
+
+def test_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"namespace: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: not UTF-8 text \(byte 14\)"):
+        load_config(path)
+
+
+def test_anchors_in_a_config_still_work(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+redis: &redis {addr: "cache:6380"}
+sources:
+  files:
+    - &file {path: /etc/a.yaml, namespace: a}
+    - {<<: *file, path: /etc/b.yaml, namespace: b}
+"""))
+    assert cfg.redis.addr == "cache:6380"
+    assert [f.namespace for f in cfg.sources.files] == ["a", "b"]
+
+
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
@@ -115,3 +156,53 @@ def test_secrets_never_appear_in_reprs_or_errors(tmp_path: Path) -> None:
 def test_redact_url_handles_key_value_dsns() -> None:
     assert redact_url("host=h password=pw user=u") == "host=h password=*** user=u"
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_a_bad_environment_variable_is_named_not_a_missing_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.yaml here
+    monkeypatch.setenv("HOTRELOAD_REDIS__ADDR", "nonsense")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert str(info.value) == "HOTRELOAD_REDIS__ADDR: must be host:port, e.g. localhost:6379"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("HOTRELOAD_REDIS__DB", "many", "HOTRELOAD_REDIS__DB: Input should be a valid integer"),
+        ("HOTRELOAD_REDIS__ADR", "x", "HOTRELOAD_REDIS__ADR: unknown key 'redis.adr'"),
+        ("HOTRELOAD_REDIS", '{"addr": "x"}', "HOTRELOAD_REDIS: redis.addr: must be host:port"),
+        ("hotreload_daemon__http", "9464", "hotreload_daemon__http: must be host:port"),
+    ],
+)
+def test_environment_errors_name_the_variable_even_with_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+        message: str) -> None:
+    path = write(tmp_path, "redis:\n  addr: good:1\n  db: 1\n")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(message)
+    assert str(path) not in str(info.value)
+
+
+def test_file_and_environment_errors_each_name_their_origin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "redis:\n  addr: nocolon\n  db: 1\n")
+    monkeypatch.setenv("HOTRELOAD_REDIS__DB", "many")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: redis.addr: must be host:port, e.g. localhost:6379; HOTRELOAD_REDIS__DB: "
+        "Input should be a valid integer, unable to parse string as an integer")
+
+
+def test_secrets_from_the_environment_stay_out_of_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOTRELOAD_REDIS__PASSWORD", "hunter2")
+    monkeypatch.setenv("HOTRELOAD_REDIS__URL", "redis://:hunter2@h:1/0")
+    monkeypatch.setenv("HOTRELOAD_REDIS__TLS", "true")
+    with pytest.raises(ConfigError) as info:
+        build_config({})
+    assert "hunter2" not in str(info.value)
+    assert str(info.value).startswith("config: redis: tls is true but url starts with redis://")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from hotreload.config import DaemonSettings
-from hotreload.metrics import Metrics
+from hotreload.daemon.metrics import Metrics
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hotreload.election import Election, Role
+from hotreload.daemon.election import Election, Role
 
 
 class FlakyLeader:
@@ -28,10 +28,11 @@ class FlakyLeader:
         self.granted.clear()
         self.is_leader = True
 
-    async def wait_lost(self) -> None:
+    async def wait_lost(self) -> str | None:
         await self.lost.wait()
         self.lost.clear()
         self.is_leader = False
+        return "session terminated"
 
     async def release(self) -> None:
         self.is_leader = False
@@ -85,6 +86,8 @@ async def test_standby_leader_lost_and_back(caplog: pytest.LogCaptureFixture) ->
     actions = [getattr(r, "action", None) for r in caplog.records]
     assert actions == ["standby", "leader_acquired", "leader_lost", "standby",
                        "leader_acquired"]
+    (lost,) = [r for r in caplog.records if getattr(r, "action", None) == "leader_lost"]
+    assert lost.getMessage() == "leadership lost: session terminated"  # the lock's reason
 
 
 async def test_unreachable_lock_is_unknown_and_logged_once(

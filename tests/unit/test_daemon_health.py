@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from hotreload._backoff import Backoff
+from hotreload.daemon.http import HealthServer, parse_address
+from hotreload.daemon.metrics import Metrics
 from hotreload.errors import ConfigError
-from hotreload.health import HealthServer, parse_address
-from hotreload.metrics import Metrics
 
 
 def test_parse_address() -> None:
@@ -100,7 +100,7 @@ def test_backoff_is_capped_and_jittered() -> None:
 
 
 def test_describe_daemon() -> None:
-    from hotreload.daemon import describe_daemon
+    from hotreload.daemon.core import describe_daemon
 
     lines = describe_daemon({
         "host": "h", "pid": 7, "role": "leader", "redis": "up", "versions": {"app": 3},

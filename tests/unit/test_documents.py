@@ -10,6 +10,9 @@ import pytest
 
 from hotreload.documents import (
     MAX_DOCUMENT_BYTES,
+    MAX_YAML_ALIASES,
+    MAX_YAML_CHARS,
+    MAX_YAML_NODES,
     Document,
     Problem,
     check_document,
@@ -23,6 +26,7 @@ from hotreload.documents import (
     validate_document,
 )
 from hotreload.errors import ConfigError, DocumentError, SettingsRejected
+from hotreload.protocol import MAX_DEPTH
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -485,3 +489,94 @@ def test_a_file_that_grows_after_the_check_is_cut_off(
     with pytest.raises(DocumentError, match="over the limit of 100 bytes") as info:
         read_bytes(big, max_bytes=100)
     assert info.value.reason == "read"
+
+
+# --------------------------------------------------------------------------- depth and size bounds
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "toml"])
+def test_exactly_max_depth_is_a_document_and_one_more_is_not(fmt: str) -> None:
+    def text(levels: int) -> str:  # the top-level mapping is one level
+        inner = "[" * (levels - 1) + "]" * (levels - 1)
+        return {"yaml": f"b: {inner}\n", "json": f'{{"b": {inner}}}',
+                "toml": f"b = {inner}\n"}[fmt]
+
+    data = parse_document(text(MAX_DEPTH).encode(), fmt, origin="x").data  # type: ignore[arg-type]
+    assert isinstance(data["b"], list)
+    with pytest.raises(DocumentError) as info:
+        parse_document(text(MAX_DEPTH + 1).encode(), fmt, origin="x")  # type: ignore[arg-type]
+    assert (info.value.reason, str(info.value)) == (fmt, f"x: invalid {fmt.upper()}: "
+                                                         "nested too deeply")
+
+
+def _laughs(levels: int = 9, width: int = 9) -> str:
+    """The "billion laughs": each level lists the previous one ``width`` times."""
+    lines = ["a: &a [" + ",".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        name, prev = chr(ord("a") + i), chr(ord("a") + i - 1)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_anchor_bomb_is_rejected_while_parsing(tmp_path: Path) -> None:
+    bomb = _laughs()
+    assert len(bomb) < 350  # 9 ** 9 "lol"s once expanded
+    err = fails(tmp_path, "bomb.yaml", bomb)
+    assert err.reason == "too_large"
+    assert str(err) == (f"{tmp_path / 'bomb.yaml'}:7:4: YAML too large: with its aliases "
+                        f"expanded, the document holds more than {MAX_YAML_NODES} nodes")
+
+
+def test_a_long_string_repeated_by_aliases_is_rejected(tmp_path: Path) -> None:
+    chunk = "x" * 200_000
+    text = f'a: &a "{chunk}"\nb: [' + ", ".join(["*a"] * 100) + "]\n"  # 20 MB of text
+    err = fails(tmp_path, "long.yaml", text)
+    assert err.reason == "too_large"
+    assert f"more than {MAX_YAML_CHARS} characters of text" in str(err)
+
+
+def test_too_many_aliases_are_rejected(tmp_path: Path) -> None:
+    text = "a: &a 1\nb: [" + ", ".join(["*a"] * (MAX_YAML_ALIASES + 1)) + "]\n"
+    err = fails(tmp_path, "aliases.yaml", text)
+    assert err.reason == "too_large"
+    assert f"more than {MAX_YAML_ALIASES} aliases" in str(err)
+    ok = "a: &a 1\nb: [" + ", ".join(["*a"] * MAX_YAML_ALIASES) + "]\n"
+    assert len(load_document(write(tmp_path, "ok.yaml", ok)).data["b"]) == MAX_YAML_ALIASES
+
+
+def test_a_recursive_alias_is_rejected(tmp_path: Path) -> None:
+    err = fails(tmp_path, "loop.yaml", "a: &a\n  - 1\n  - *a\n")
+    assert err.reason == "yaml"
+    assert str(err) == (f"{tmp_path / 'loop.yaml'}:3:5: invalid YAML: alias *a is inside its "
+                        "own anchor (not JSON)")
+
+
+def test_ordinary_anchors_aliases_and_merge_keys_still_work(tmp_path: Path) -> None:
+    text = """\
+defaults: &defaults
+  timeout: 5
+  retries: [1, 2, 4]
+hosts: &hosts [db1, db2]
+services:
+  api:
+    <<: *defaults
+    timeout: 10
+    hosts: *hosts
+  worker:
+    <<: *defaults
+    hosts: *hosts
+small_bomb: &b [*hosts, *hosts, *hosts]
+twice: [*b, *b]
+"""
+    data = load_document(write(tmp_path, "ok.yaml", text)).data
+    assert data["services"]["api"] == {"timeout": 10, "retries": [1, 2, 4],
+                                       "hosts": ["db1", "db2"]}
+    assert data["services"]["worker"]["timeout"] == 5
+    assert data["twice"] == [[["db1", "db2"]] * 3] * 2
+
+
+def test_the_budget_counts_expanded_nodes_exactly() -> None:
+    # 8 levels of 9: 9 ** 8 + ... nodes (~48 million) is over; 6 levels (~600,000) is under
+    assert parse_document(_laughs(6).encode(), "yaml", origin="x").flat["f"]
+    with pytest.raises(DocumentError, match="more than 1000000 nodes"):
+        parse_document(_laughs(7).encode(), "yaml", origin="x")

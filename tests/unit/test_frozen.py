@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hotreload import protocol as p
-from hotreload._frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
+from hotreload.subscriber.core import FrozenSettings, index_tree, patch_tree, to_plain, wrap
 
 
 def rebuild(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from hotreload._cache_state import Echoes, Fences, Flights, Scope
-from hotreload._l1 import L1Cache
-from hotreload._l2 import JsonSerializer, Serializer, glob_escape
+from hotreload.cache.l1 import L1Cache
+from hotreload.cache.l2 import JsonSerializer, Serializer, glob_escape
+from hotreload.cache.state import Echoes, Fences, Flights, Scope
 
 
 class Clock:

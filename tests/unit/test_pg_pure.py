@@ -8,14 +8,15 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
-from hotreload import db, pgconn
+from hotreload import protocol as p
 from hotreload.config import InvalidationChannel, PostgresSettings, build_config
-from hotreload.errors import ConfigError, ProtocolError
-from hotreload.sources.pg_payload import (
+from hotreload.daemon import db, pgconn
+from hotreload.daemon.sources.pg_payload import (
     InvalidationRequest,
     parse_invalidation,
     settings_namespace,
 )
+from hotreload.errors import ConfigError, ProtocolError
 
 # --------------------------------------------------------------------------- payloads
 
@@ -59,6 +60,7 @@ def test_malformed_invalidation(payload: str, message: str) -> None:
     ("garbage", None),
     ('{"namespace": "bad ns"}', None),
     ('["app"]', None),
+    ("[" * 7000, None),  # deeper than the JSON decoder recurses: re-read everything
 ])
 def test_settings_namespace(payload: str, expected: str | None) -> None:
     assert settings_namespace(payload) == expected
@@ -103,6 +105,35 @@ def test_empty_object_leaf_with_children_is_fine() -> None:
     read = db.build_documents([("app", "e", {}), ("app", "e.f", 1)])
     assert read.documents == {"app": {"e": {"f": 1}}}
     assert read.problems == {}
+
+
+@pytest.mark.parametrize(("text", "size", "why"), [
+    (None, None, "the value is NULL (the JSON null is 'null')"),
+    (None, 50_000, "key and value take 50000 bytes, over the limit of 10000 bytes"),
+    ('"' + "x" * 12_000 + '"', 12_003, "over the limit of 10000 bytes"),
+    ("not json", 9, "the value is not valid JSON: Expecting value"),
+    ("NaN", 4, "the value is not valid JSON: NaN is not valid JSON"),
+    ("[" * 3000 + "]" * 3000, 6001, "the value is nested more than 100 levels deep"),
+    ("[" * 150 + "]" * 150, 301, "k: nested more than 100 levels deep"),
+    ("1e999", 6, "k: inf is not valid JSON"),
+    ("1" * 5000, 5001, "the value is not valid JSON: Exceeds the limit (4300 digits)"),
+    ('"\\udfff"', 9, "k: '\\udfff' holds a lone surrogate"),
+])
+def test_values_that_cannot_be_used_are_reported(text: str | None, size: int | None,
+                                                 why: str) -> None:
+    value = db.decode_value(text, size, 10_000)
+    ok = db.decode_value("1", 3, 10_000)
+    read = db.build_documents([("app", "k", value), ("app", "ok", ok)])
+    assert read.documents == {"app": {"ok": 1}}
+    [line] = read.problems["app"]
+    assert line.startswith("row ('app', 'k'): ") and why in line, line
+
+
+def test_depth_counts_the_levels_of_the_key() -> None:
+    ninety_eight = db.decode_value("[" * 98 + "]" * 98, 197, 1000)
+    read = db.build_documents([("app", "a.b", ninety_eight), ("app", "a.c.d", ninety_eight)])
+    assert read.documents["app"]["a"]["b"] == ninety_eight
+    assert "a.c.d: nested more than 100 levels deep" in read.problems["app"][0]
 
 
 def test_bad_namespace_is_reported() -> None:
@@ -174,3 +205,13 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert all(0 < d <= 2.0 for d in delays)
     assert delays[0] <= 0.1
     assert max(delays[10:]) > 0.9
+
+
+def test_the_daemon_skips_rows_that_could_never_be_published() -> None:
+    from hotreload.daemon.setup import build_sources
+    from hotreload.daemon.sources.postgres import PostgresSource
+
+    config = build_config({"postgres": {}, "security": {"max_message_bytes": 4096}})
+    [source] = build_sources(config)
+    assert isinstance(source, PostgresSource) and source.max_row_bytes == 2048
+    assert db.DEFAULT_MAX_ROW_BYTES == p.DEFAULT_MAX_MESSAGE_BYTES // 2

@@ -248,3 +248,86 @@ def test_documented_signed_example_verifies() -> None:
     (block,) = _doc_blocks("example-signed")
     data = block.strip().encode()
     assert p.decode_envelope(data, hmac_key=b"example-key").version == 8
+
+
+# ------------------------------------------------------------------ check_json_value (issue 8)
+
+
+def test_check_json_value_is_iterative_and_bounded() -> None:
+    deep: Any = 1
+    for _ in range(100_000):  # far past the recursion limit: no RecursionError
+        deep = [deep]
+    with pytest.raises(ProtocolError, match=f"^x: nested more than {p.MAX_DEPTH} levels deep$"):
+        p.check_json_value(deep, "x")
+    limit: Any = 1
+    for _ in range(p.MAX_DEPTH):
+        limit = {"a": limit}
+    p.check_json_value(limit, "doc")  # exactly MAX_DEPTH levels
+    with pytest.raises(ProtocolError, match="nested more than"):
+        p.check_json_value(limit, "doc", depth=1)  # one object already encloses it
+    p.check_json_value(limit["a"], "doc", depth=1)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({"a": {"b": [1, 2, float("nan")]}}, "v.a.b[2]: nan is not valid JSON"),
+    ({"a": [{"k": "\ud83d"}]}, "v.a[0].k: '\\ud83d' holds a lone surrogate (not valid UTF-8)"),
+    ({"a": {"\udc00x": 1}}, "v.a.'\\udc00x': the key holds a lone surrogate (not valid UTF-8)"),
+    ({"a": {2: 1}}, "v.a: object keys must be strings, not 2"),
+    ({"a": {None: 1}}, "v.a: object keys must be strings, not None"),
+    ({"a": frozenset()}, "v.a: frozenset is not a JSON value"),
+    ([b"x"], "v[0]: bytes is not a JSON value"),
+    (10 ** 5000, "v: an integer of 16610 bits is too long for JSON text"),
+    (float("inf"), "v: inf is not valid JSON"),
+], ids=["nan", "surrogate", "surrogate-key", "int-key", "none-key", "frozenset", "bytes",
+        "huge-int", "inf"])
+def test_check_json_value_names_the_path_and_why(value: Any, message: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        p.check_json_value(value, "v")
+    assert str(caught.value) == message
+    str(caught.value).encode("utf-8")  # the message itself is valid UTF-8
+
+
+def test_check_json_value_accepts_every_plain_json_shape() -> None:
+    from types import MappingProxyType
+
+    p.check_json_value({"s": "é€😀", "i": 2 ** 64, "f": -0.0, "b": False, "n": None,
+                        "l": [], "t": (1, 2), "m": MappingProxyType({"x": 1}), "e": {}}, "v")
+    p.check_json_value(10 ** 1000, "v")  # long, but prints
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("a\ud800", "holds a lone surrogate"),
+    (".".join(["k"] * (p.MAX_DEPTH + 1)), f"more than {p.MAX_DEPTH} levels deep"),
+    ("x" * 1000 + "..", "use dotted names"),
+])
+def test_check_key_rejects_what_cannot_be_published(key: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message) as caught:
+        p.check_key(key)
+    assert len(str(caught.value)) < 200  # a long key is cut in the message
+    p.check_key(".".join(["k"] * p.MAX_DEPTH))
+
+
+def test_update_counts_the_levels_of_the_key() -> None:
+    value: Any = 1
+    for _ in range(p.MAX_DEPTH - 2):
+        value = [value]
+    assert p.update({}, {"a.b": value})["a.b"] == value
+    with pytest.raises(ProtocolError, match=r"^a\.b\.c: nested more than"):
+        p.update({}, {"a.b.c": value})
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, None, True, "é"], "b": {"c": {}}}, [[[]]], (1, "x"), {"k": 2 ** 100},
+    {"a": float("nan")}, {"a": "\ud800"}, {"\ud800": 1}, {1: 2}, {"a": {b"k": 1}}, [{1, 2}],
+    [10 ** 5000], {"a": object()}, [1] * 3,
+])
+def test_the_fast_and_the_explaining_checks_agree(value: Any) -> None:
+    from hotreload._dotted import _first_problem, _surely_plain
+
+    assert _surely_plain(value, 0) is (_first_problem(value, 0) is None)
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    assert not _surely_plain(cycle, 0)
+    assert _first_problem(cycle, 0) == ([], f"nested more than {p.MAX_DEPTH} levels deep")
+    with pytest.raises(ProtocolError, match="object keys must be strings, not a very long int"):
+        p.check_json_value({10 ** 5000: 1}, "v")

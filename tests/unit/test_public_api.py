@@ -1,6 +1,12 @@
-"""The public API is exactly what `hotreload.__all__` lists, sorted, and every name exists."""
+"""The public API: `hotreload.__all__` is sorted and importable; sync twins mirror async ones."""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 import hotreload
 
@@ -19,3 +25,71 @@ def test_every_error_derives_from_the_root() -> None:
     for err in errors:
         assert issubclass(err, hotreload.HotReloadError), err
         assert err.__doc__
+
+
+# The sync classes are facades of the async ones: same methods, same parameters.
+TWINS = [(hotreload.Subscriber, hotreload.AsyncSubscriber),
+         (hotreload.Publisher, hotreload.AsyncPublisher),
+         (hotreload.TwoLevelCache, hotreload.AsyncTwoLevelCache)]
+SYNC_NAME = {"aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}
+#: An asyncio Redis client belongs to one event loop: only the async classes accept one.
+ASYNC_ONLY_PARAMETERS = {"client"}
+
+
+def _parameters(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    return [(x.name, x.kind, x.default) for x in inspect.signature(func).parameters.values()
+            if x.name not in ASYNC_ONLY_PARAMETERS]
+
+
+def _public(cls: type) -> dict[str, Any]:
+    return {name: obj for name, obj in vars(cls).items()
+            if not name.startswith("_") or name in (*SYNC_NAME, "__init__")}
+
+
+@pytest.mark.parametrize(("sync", "async_"), TWINS, ids=[s.__name__ for s, _ in TWINS])
+def test_sync_twins_have_every_async_method_with_the_same_signature(
+    sync: type, async_: type
+) -> None:
+    for name, obj in _public(async_).items():
+        sync_name = SYNC_NAME.get(name, name)
+        assert hasattr(sync, sync_name), f"{sync.__name__}.{sync_name} is missing"
+        mine = inspect.getattr_static(sync, sync_name)
+        if isinstance(obj, property):
+            assert isinstance(mine, property), f"{sync.__name__}.{sync_name} is no property"
+            continue
+        assert callable(obj) and callable(mine)
+        assert _parameters(mine) == _parameters(obj), (
+            f"{sync.__name__}.{sync_name}{inspect.signature(mine)} != "
+            f"{async_.__name__}.{name}{inspect.signature(obj)}")
+        assert not inspect.iscoroutinefunction(mine), f"{sync.__name__}.{sync_name} is async"
+
+
+def test_sync_facades_pass_no_hidden_keyword_arguments() -> None:
+    for sync, _ in TWINS:
+        for name, obj in _public(sync).items():
+            if callable(obj):
+                kinds = {x.kind for x in inspect.signature(obj).parameters.values()}
+                assert inspect.Parameter.VAR_KEYWORD not in kinds, f"{sync.__name__}.{name}"
+
+
+def test_the_error_tree_in_the_docstring_is_the_real_one() -> None:
+    import re
+
+    from hotreload import errors
+
+    drawn: dict[str, str] = {}  # class -> parent, as drawn
+    parents: list[str] = []
+    for line in (errors.__doc__ or "").splitlines():
+        found = re.match(r"^((?:[│ ]   )*)(?:[├└]── )?([A-Z]\w+)(?:\s|$)", line)
+        if found is None:
+            continue
+        level = len(found[1]) // 4 + (1 if "── " in line else 0)
+        del parents[level:]
+        if parents:
+            drawn[found[2]] = parents[-1]
+        parents.append(found[2])
+    real = {name: cls.__base__.__name__ for name, cls in vars(errors).items()
+            if isinstance(cls, type) and issubclass(cls, errors.HotReloadError)
+            and cls is not errors.HotReloadError}
+    assert drawn == real
+    assert set(real) <= set(hotreload.__all__)

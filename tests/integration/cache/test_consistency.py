@@ -13,10 +13,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-import hotreload._l2 as l2mod
+import hotreload.cache.l2 as l2mod
 from hotreload import AsyncPublisher, HotReloadConfig
-from hotreload._l2 import L2Store
 from hotreload.cache import TwoLevelCache
+from hotreload.cache.l2 import L2Store
 
 from .conftest import REDIS_URL, CacheFactory, Store, await_until, wait_until
 

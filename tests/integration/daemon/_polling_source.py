@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from hotreload.sources.base import Sink
+from hotreload.daemon.sources.base import Sink
 
 
 class PollingJsonSource:

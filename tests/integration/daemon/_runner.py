@@ -11,7 +11,7 @@ import sys
 from _polling_source import PollingJsonSource
 
 from hotreload.config import load_config
-from hotreload.daemon import Daemon
+from hotreload.daemon.core import Daemon
 from hotreload.logs import configure_logging
 
 

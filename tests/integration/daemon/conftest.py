@@ -114,7 +114,7 @@ async def subscriber_factory() -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def running() -> AsyncIterator[Any]:
     """``start(daemon)`` runs a `Daemon` in this loop; every one is stopped at the end."""
-    from hotreload.daemon import Daemon
+    from hotreload.daemon.core import Daemon
 
     daemons: list[tuple[Daemon, asyncio.Task[None]]] = []
 

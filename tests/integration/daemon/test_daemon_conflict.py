@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from daemon_helpers import WriteConfig, async_wait_for
 
-from hotreload.daemon import Daemon, describe_daemon
+from hotreload.daemon.core import Daemon, describe_daemon
+from hotreload.daemon.sources.base import Sink
 from hotreload.publisher import AsyncPublisher
-from hotreload.sources.base import Sink
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from daemon_helpers import (
     http_get,
 )
 
-from hotreload.daemon import read_daemon_status
+from hotreload.daemon.core import read_daemon_status
 from hotreload.publisher import AsyncPublisher
 
 pytestmark = pytest.mark.integration

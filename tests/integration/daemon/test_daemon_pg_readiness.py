@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from daemon_helpers import WriteConfig, async_wait_for, free_port, http_get
 
-from hotreload import db
-from hotreload.daemon import Daemon
+from hotreload.daemon import db
+from hotreload.daemon.core import Daemon
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from daemon_helpers import (
     http_get,
 )
 
-from hotreload.daemon import read_daemon_status
+from hotreload.daemon.core import read_daemon_status
 from hotreload.publisher import AsyncPublisher
 
 pytestmark = pytest.mark.integration
@@ -139,3 +139,34 @@ async def test_status_is_written_to_redis_and_read_back(
     assert source["rejections"] == {"type": 1}
     assert daemon.terminate()[0] == 0
     assert await mine() is None  # removed on a clean stop
+
+
+async def test_the_cli_daemon_imports_a_schema_next_to_its_config_file(
+    tmp_path: Path, uid: str, write_config: WriteConfig, spawn: SpawnDaemon,
+    subscriber_factory: Any,
+) -> None:
+    """The README's daemon example: ``schema: "myschema:Settings"`` beside config.yaml, the
+    daemon started from another directory."""
+    ns = f"app-{uid}"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    module = f"schema_{uid}"
+    (conf / f"{module}.py").write_text(
+        "from pydantic import BaseModel, Field\n\n"
+        "class Settings(BaseModel):\n    pool: int = Field(ge=1, le=500)\n")
+    settings = conf / "settings.yaml"
+    settings.write_text("pool: 5\n")
+    path, config = write_config("conf/config.yaml", sources={"files": [
+        {"path": str(settings), "namespace": ns, "schema": f"{module}:Settings"}]})
+    sub = await subscriber_factory(config, ns)
+    daemon = spawn(path, cli=True)  # its cwd is tmp_path, not conf/
+    await async_wait_for(lambda: sub.as_dict() == {"pool": 5} or daemon.proc.poll() is not None,
+                         20, "the first publish")
+    assert daemon.proc.poll() is None, daemon.text()
+    settings.write_text("pool: 501\n")  # the schema says no
+    await async_wait_for(lambda: "rejected" in daemon.actions(), 20, "the rejection")
+    settings.write_text("pool: 6\n")
+    await async_wait_for(lambda: sub.as_dict() == {"pool": 6}, 20, "the next good save")
+    async with AsyncPublisher(config, namespace=ns) as pub:
+        assert [e.changes[0].new for e in await pub.history()] == [5, 6]
+    assert daemon.terminate()[0] == 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from daemon_helpers import SpawnDaemon, WriteConfig, async_wait_for
 
-from hotreload.daemon import read_daemon_status
+from hotreload.daemon.core import read_daemon_status
 from hotreload.publisher import AsyncPublisher
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from daemon_helpers import REDIS_URL, async_wait_for
 
 from hotreload import protocol as p
 from hotreload.config import build_config
-from hotreload.metrics import Metrics
+from hotreload.daemon.metrics import Metrics
+from hotreload.daemon.reconciler import Reconciler
 from hotreload.publisher import AsyncPublisher
-from hotreload.reconciler import Reconciler
 
 pytestmark = pytest.mark.integration
 

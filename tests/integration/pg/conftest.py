@@ -22,9 +22,9 @@ from _pg_helpers import (
     wait_until,
 )
 
-from hotreload import db
 from hotreload.config import PostgresSettings
-from hotreload.sources.postgres import PostgresSource
+from hotreload.daemon import db
+from hotreload.daemon.sources.postgres import PostgresSource
 
 
 @pytest.fixture

@@ -36,9 +36,30 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["-c", str(config), "db", "uninstall"])
     assert result.exit_code == 2
     assert table_exists(table)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {table} VALUES ('app', 'a', '1'), ('app', 'b', '2')")
     result = runner.invoke(cli, ["-c", str(config), "db", "uninstall", "--yes"])
     assert result.exit_code == 0, result.output
     assert not table_exists(table)
+    assert result.stdout == (
+        f"dropped table {table} (2 rows), table {table}_namespaces (1 row), "
+        f"function {table}_register(), function {table}_notify(), function {table}_touch(), "
+        f"function {table}_payload(text, text, text) on {PG_URL}\n")
+
+
+def test_uninstall_reports_what_it_dropped_even_nothing(tmp_path: Path) -> None:
+    table = unique("hr_cli")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"postgres:\n  dsn: {PG_URL}\n  settings_table: {table}\n")
+    result = CliRunner().invoke(cli, ["-c", str(config), "db", "uninstall", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (f"nothing to drop: no table {table} or its functions on "
+                             f"{PG_URL}\n")
+    with psycopg.connect(PG_URL, autocommit=True) as conn:  # half of an old install
+        conn.execute(f'CREATE FUNCTION "{table}_touch"() RETURNS int LANGUAGE sql AS $$ '
+                     "SELECT 1 $$")
+    result = CliRunner().invoke(cli, ["-c", str(config), "db", "uninstall", "--yes"])
+    assert result.stdout == f"dropped function {table}_touch() on {PG_URL}\n"
 
 
 def test_dsn_option_wins_and_password_is_never_shown(tmp_path: Path) -> None:

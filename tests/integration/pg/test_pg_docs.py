@@ -13,8 +13,8 @@ import pytest
 from _pg_helpers import PG_URL, RecordingSink, make_settings, psql, wait_until
 from psycopg import sql
 
-from hotreload import db
-from hotreload.sources.postgres import PostgresSource
+from hotreload.daemon import db
+from hotreload.daemon.sources.postgres import PostgresSource
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ import logging
 import pytest
 from _pg_helpers import Cluster, RecordingSink, make_settings, psql, wait_until
 
-from hotreload import db
-from hotreload.leader import LeaderLock
-from hotreload.sources.postgres import PostgresSource
+from hotreload.daemon import db
+from hotreload.daemon.leader import LeaderLock
+from hotreload.daemon.sources.postgres import PostgresSource
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,6 @@ async def test_server_restart(cluster: Cluster, caplog: pytest.LogCaptureFixture
         await asyncio.gather(task, return_exceptions=True)
         await lock.release()
     actions = [getattr(r, "action", None) for r in caplog.records
-               if r.name == "hotreload.sources.postgres" and r.levelno >= logging.INFO]
+               if r.name == "hotreload.daemon.sources.postgres" and r.levelno >= logging.INFO]
     assert actions.count("disconnected") == 1, actions  # once per outage, not per retry
     assert actions.count("reconnected") == 1, actions

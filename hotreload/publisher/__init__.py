@@ -1,0 +1,6 @@
+"""Publishing settings changes and cache invalidations: `AsyncPublisher` and `Publisher`."""
+
+from .core import AsyncPublisher, PublishResult, RollbackPlan, default_origin
+from .sync import Publisher
+
+__all__ = ["AsyncPublisher", "PublishResult", "Publisher", "RollbackPlan", "default_origin"]

@@ -1,0 +1,107 @@
+"""`Publisher`: the synchronous facade, an `AsyncPublisher` run on one background thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .. import protocol as p
+from .._loop import LoopThread
+from ..config import HotReloadConfig
+from .core import AsyncPublisher, PublishResult, RollbackPlan
+
+
+class Publisher:
+    """The synchronous facade: runs an `AsyncPublisher` on one background thread."""
+
+    def __init__(
+        self,
+        config: HotReloadConfig | str | None = None,
+        *,
+        namespace: str | None = None,
+        source: str = "api",
+        origin: str | None = None,
+    ) -> None:
+        self._thread = LoopThread(name="hotreload-publisher")
+        try:
+            self._core: AsyncPublisher = self._thread.run(
+                _build_publisher(config, namespace, source, origin))
+        except BaseException:
+            self._thread.stop()
+            raise
+
+    @property
+    def core(self) -> AsyncPublisher:
+        return self._core
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._thread.running:
+            try:
+                self._thread.run(self._core.aclose())
+            finally:
+                self._thread.stop()
+
+    def keys(self, namespace: str | None = None) -> p.Keys:
+        return self._core.keys(namespace)
+
+    def publish(
+        self,
+        changes: Mapping[str, Any] | None = None,
+        delete: Iterable[str] = (),
+        *,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        return self._thread.run(self._core.publish(changes, delete, namespace=namespace,
+                                                   source=source))
+
+    def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
+                source: str | None = None) -> PublishResult:
+        return self._thread.run(self._core.replace(document, namespace=namespace,
+                                                   source=source))
+
+    def invalidate(
+        self,
+        keys: Sequence[str] = (),
+        prefixes: Sequence[str] = (),
+        *,
+        everything: bool = False,
+        namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        return self._thread.run(self._core.invalidate(
+            keys, prefixes, everything=everything, namespace=namespace, source=source))
+
+    def plan_rollback(self, to_version: int, *,
+                      namespace: str | None = None) -> RollbackPlan:
+        return self._thread.run(self._core.plan_rollback(to_version, namespace=namespace))
+
+    def rollback(self, to_version: int, *, namespace: str | None = None,
+                 source: str = "rollback", expected_version: int | None = None) -> PublishResult:
+        return self._thread.run(self._core.rollback(to_version, namespace=namespace,
+                                                    source=source,
+                                                    expected_version=expected_version))
+
+    def snapshot(self, namespace: str | None = None) -> p.Snapshot:
+        return self._thread.run(self._core.snapshot(namespace))
+
+    def version(self, namespace: str | None = None) -> int:
+        return self._thread.run(self._core.version(namespace))
+
+    def history(self, namespace: str | None = None, *, limit: int = 20,
+                since: int = 0) -> list[p.Envelope]:
+        return self._thread.run(self._core.history(namespace, limit=limit, since=since))
+
+    def subscribers(self, namespace: str | None = None) -> int:
+        return self._thread.run(self._core.subscribers(namespace))
+
+
+async def _build_publisher(config: HotReloadConfig | str | None, namespace: str | None,
+                           source: str, origin: str | None) -> AsyncPublisher:
+    return AsyncPublisher(config, namespace=namespace, source=source, origin=origin)
