@@ -26,7 +26,14 @@ from .epochs import _ms as _epoch_ms
 from .epochs import is_epoch
 from .leaves import Change, LeafChange, changes_from_json, changes_to_json, value_change
 from .names import _valid_name, check_name
-from .values import DECODER, MAX_DEPTH, MAX_SAFE_INT, SAFE_RECURSION_LIMIT, nesting_exceeds
+from .values import (
+    DECODER,
+    MAX_DEPTH,
+    MAX_SAFE_INT,
+    SAFE_RECURSION_LIMIT,
+    SCAN,
+    nesting_exceeds,
+)
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -54,7 +61,6 @@ _SIG_TAIL: Final = len(_SIG_MEMBER) + 64 + 2
 _HEX64_RE: Final = re.compile(rb"[0-9a-f]{64}")
 _NO_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
 _recursion_limit: Final = sys.getrecursionlimit
-_scan: Final = DECODER.scan_once
 _CHECKSUM_MATCH: Final = re.compile(r"[0-9a-f]{64}").fullmatch
 
 
@@ -265,7 +271,7 @@ def decode_event(
         raise ProtocolError(f"event nests more than {MAX_DEPTH} levels (or is not valid JSON)",
                             reason="json")
     try:  # with the recursion limit at most SAFE_RECURSION_LIMIT, depth ends in RecursionError
-        obj, end = _scan(text, 0)
+        obj, end = SCAN(text, 0)
         if end != len(text):
             obj = DECODER.decode(text)  # trailing whitespace, or the error message
     except StopIteration:

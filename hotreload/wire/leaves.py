@@ -19,6 +19,7 @@ from .values import (
     MAX_KEY_SEGMENTS,
     MAX_LEAF_DEPTH,
     MISSING,
+    SCAN,
     check_key,
     key_problem,
     leaf_text,
@@ -367,7 +368,7 @@ def changes_from_json(raw: Any, where: str = "changes"
     out: list[LeafChange] = []
     values: list[tuple[Any, Any]] = []
     previous = ""
-    scan = DECODER.scan_once
+    scan = SCAN
     for item in raw:
         if type(item) is not dict:
             raise ProtocolError(f"each of {where!r} must be an object", reason="field")

@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ..errors import ProtocolError
@@ -68,6 +68,8 @@ def _reject_constant(name: str) -> Any:
 
 #: The one strict decoder (NaN, Infinity and -Infinity are not JSON).
 DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+#: Its C scanner: ``SCAN(text, 0)`` -> ``(value, end)``; raises StopIteration or ValueError.
+SCAN: Final[Callable[[str, int], tuple[Any, int]]] = DECODER.scan_once  # type: ignore[attr-defined]
 
 _KEEP: Final = bytes.maketrans(b"{}", b"[]")
 _DROP: Final = bytes(i for i in range(256) if i not in b'"[]{}')
