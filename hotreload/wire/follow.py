@@ -114,8 +114,9 @@ def on_event(pos: Position, *, epoch: str, version: int, checksum: str, reset: b
     if epoch == pos.epoch:
         return _versions(pos.version, pos.checksum, version, checksum, reset, replay_limit)
     if pos.epoch is None:
-        if pos.version == 0 and version == 1 and not reset:
-            return _APPLY  # the namespace being created: applies to the empty state
+        if pos.version == 0 and version == 1:
+            # the namespace being created: its first event applies to the empty state
+            return Decision(Verdict.LOAD, "reset") if reset else _APPLY
         return Decision(Verdict.LOAD, "epoch")
     if compare_epochs(epoch, pos.epoch) < 0:
         return Decision(Verdict.REJECT, "older-epoch")
@@ -184,12 +185,13 @@ def on_load(pos: Position, loaded_epoch: str | None, loaded_version: int) -> Dec
 
 
 def on_invalidation(ipos: tuple[str | None, int], epoch: str | None, seq: int, *,
-                    replay_limit: int = DEFAULT_REPLAY_LIMIT) -> Decision:
+                    replay_limit: int = DEFAULT_REPLAY_LIMIT, head: bool = False) -> Decision:
     """§9: an invalidation event (epoch, seq), or the invalidation head read after a reconnect.
 
     ``ipos`` is (the invalidation epoch held, the last seq applied): ``(None, -1)`` before the
     invalidation head was read, ``(None, 0)`` after reading that there is none. ``epoch`` None:
-    no invalidation head. Verdicts: APPLY (drop the event's keys, then hold (epoch, seq)),
+    no invalidation head; ``head``: (epoch, seq) come from the head, not an event (a head one
+    ahead is a replay of one event). Verdicts: APPLY (drop the event's keys, hold (epoch, seq)),
     IGNORE, REPLAY (first..last from the invalidation log; if any is missing: as ADOPT), ADOPT
     (drop every cache entry, then hold (epoch, seq), or (None, 0) for a missing head), NOTHING.
     """
@@ -199,14 +201,18 @@ def on_invalidation(ipos: tuple[str | None, int], epoch: str | None, seq: int, *
             return _NOTHING
         return Decision(Verdict.ADOPT, "no-head")
     if held_epoch is None:
-        if s == 0 and seq == 1:
+        if s == 0 and seq == 1 and not head:
             return _APPLY  # the first invalidation ever sent: nothing was missed
         return Decision(Verdict.ADOPT, "epoch")
     if epoch != held_epoch:
         return Decision(Verdict.ADOPT, "epoch")
     if seq <= s:
-        return Decision(Verdict.IGNORE, "duplicate")
-    if seq == s + 1:
+        if not head:
+            return Decision(Verdict.IGNORE, "duplicate")
+        # A head behind us: the server went back (a restored backup) and invalidators go on
+        # from there; their next seqs would look like duplicates. Start over from the head.
+        return _NOTHING if seq == s else Decision(Verdict.ADOPT, "behind")
+    if seq == s + 1 and not head:
         return _APPLY
     if seq - s <= replay_limit:
         return Decision(Verdict.REPLAY, "gap", s + 1, seq)

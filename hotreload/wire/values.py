@@ -75,9 +75,6 @@ _KEEP: Final = bytes.maketrans(b"{}", b"[]")
 _DROP: Final = bytes(i for i in range(256) if i not in b'"[]{}')
 _PAIR_RE: Final = re.compile(rb"\[\]")
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f]")
-#: Below this ``sys.getrecursionlimit()`` the C JSON decoder raises RecursionError long before
-#: it can exhaust a thread's C stack; above it, documents are measured before they are parsed.
-SAFE_RECURSION_LIMIT: Final = 4000
 
 
 def nesting_exceeds(text: str | bytes, limit: int) -> bool:
