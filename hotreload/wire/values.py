@@ -1,6 +1,6 @@
 """JSON values, leaf texts and keys (protocol §2, §12). No I/O.
 
-Everything here is bounded: nesting is checked before the C decoder recurses (so a 10,000-deep
+Everything here is bounded: nesting is measured before the C decoder recurses (so a 10,000-deep
 document is a `ProtocolError`, never a `RecursionError` or a crash, whatever
 ``sys.getrecursionlimit()`` says), keys are checked against the limits of §12, and every error
 is a `ProtocolError` with a stable ``reason``.
