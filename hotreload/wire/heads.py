@@ -19,6 +19,7 @@ from ..errors import ProtocolError, SignatureError
 from .canary import Canary, canary_from_json, encode_canary
 from .digest import hmac_hex, is_checksum
 from .epochs import is_epoch
+from .events import DEFAULT_MAX_MESSAGE_BYTES
 from .names import check_name
 from .values import MAX_DEPTH, MAX_SAFE_INT, loads
 
@@ -146,11 +147,13 @@ def head_signature(key: bytes, namespace: str, epoch: str, version: int, checksu
     return hmac_hex(key, text.encode())
 
 
-def decode_head(namespace: str, fields: Fields, *, key: bytes | None = None) -> Head | None:
+def decode_head(namespace: str, fields: Fields, *, key: bytes | None = None,
+                max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Head | None:
     """Check and decode the head hash; None when it is absent (no fields).
 
-    Raises `ProtocolError` (reasons ``protocol``, ``field``, ``range``, ``json``) or
-    `SignatureError` when a ``key`` is given and ``sig`` is missing or wrong.
+    Raises `ProtocolError` (reasons ``protocol``, ``field``, ``range``, ``json``, ``size``: a
+    canary over ``max_bytes``) or `SignatureError` when a ``key`` is given and ``sig`` is
+    missing or wrong.
     """
     if not fields:
         return None
@@ -162,6 +165,9 @@ def decode_head(namespace: str, fields: Fields, *, key: bytes | None = None) -> 
     count = _integer(f"{what}: count", _get(fields, "count"), 0)
     updated_at = _time(f"{what}: updated_at", _get(fields, "updated_at"))
     canary_field = _get_bytes(fields, "canary") or None
+    if canary_field is not None and len(canary_field) > max_bytes:
+        raise ProtocolError(f"{what}: canary of {len(canary_field)} bytes exceeds the limit of "
+                            f"{max_bytes}", reason="size")
     if key is not None:
         want = head_signature(key, namespace, epoch, version, checksum, canary_field)
         _check_sig(what, fields, key, want)

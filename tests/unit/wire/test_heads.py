@@ -63,6 +63,14 @@ def test_head_signature_covers_the_canary_bytes() -> None:
         decode_head("other", fields, key=b"k")
 
 
+def test_head_canary_size_is_checked_before_parsing() -> None:
+    fields = encode_head(Head("app", E1, 7, CS, 3, 1.0, CANARY))
+    assert decode_head("app", fields, max_bytes=len(fields["canary"])) is not None
+    with pytest.raises(ProtocolError) as info:
+        decode_head("app", fields, max_bytes=len(fields["canary"]) - 1)
+    assert info.value.reason == "size"
+
+
 def test_absent_head() -> None:
     assert decode_head("app", {}) is None
     assert decode_head_triplet(None, None, None) == (None, 0, "0" * 64)
