@@ -608,6 +608,7 @@ def reject_cases() -> list[dict[str, Any]]:
         ("version", "7"), ("version", 7.5), ("version", True), ("version", None),
         ("checksum", good_obj["checksum"].upper()), ("checksum", good_obj["checksum"][:63]),
         ("checksum", 7), ("changes", {"db.pool_size": "20"}), ("ts", "1764086400"),
+        ("namespace", 5), ("kind", 5), ("kind", None),
         ("ts", True), ("source", 1), ("origin", None), ("epoch", 1764086400000),
         ("epoch", "01764086400000-5f0c3a9e1b2d4c67"), ("epoch", "1764086400000-5F0C3A9E1B2D4C67"),
         ("epoch", "1764086400000-5f0c3a9e1b2d4c6"), ("epoch", "9007199254740992-5f0c3a9e1b2d4c67"),
