@@ -31,11 +31,23 @@ class ConfigError(HotReloadError):
 
 
 class ProtocolError(HotReloadError):
-    """A message or snapshot does not follow the hotreload wire protocol."""
+    """A message or snapshot does not follow the hotreload wire protocol.
+
+    ``reason`` is a short stable label (``size``, ``json``, ``protocol``, ``field``, ``range``,
+    ``key``, ``text``, ``namespace``, ``signature``, ``checksum``, ``prefix``, ...: the reject
+    reasons of docs/protocol.md §14) for metrics, presence records and the conformance vectors.
+    """
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SignatureError(ProtocolError):
     """A message's HMAC signature is missing or does not match."""
+
+    def __init__(self, message: str, *, reason: str = "signature") -> None:
+        super().__init__(message, reason=reason)
 
 
 class InputError(ProtocolError):

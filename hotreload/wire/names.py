@@ -13,18 +13,19 @@ __all__ = ["DEFAULT_PREFIX", "Keys", "LegacyKeys", "check_name", "keys_for", "le
 
 DEFAULT_PREFIX: Final = "hotreload"
 
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 
 @functools.lru_cache(maxsize=4096)
 def _valid_name(value: str) -> bool:
-    return _NAME_RE.match(value) is not None
+    return _NAME_RE.fullmatch(value) is not None
 
 
 def check_name(value: str, what: str) -> str:
     """Validate a namespace or prefix: 1-128 of ``A-Z a-z 0-9 _ . -``."""
     if type(value) is not str or not _valid_name(value):
-        raise ProtocolError(f"invalid {what} {value!r}: use 1-128 characters of A-Z a-z 0-9 _ . -")
+        raise ProtocolError(f"invalid {what} {value!r}: use 1-128 characters of A-Z a-z 0-9 _ . -",
+                            reason="field")
     return value
 
 

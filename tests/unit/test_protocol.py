@@ -1,18 +1,18 @@
-"""The wire protocol: pure functions, no services."""
+"""The wire protocol, version 1 (hotreload.protocol): pure functions, no services.
+
+The checks of docs/protocol.md (now version 2) live in tests/unit/wire/test_doc.py.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hotreload import protocol as p
 from hotreload.errors import ProtocolError, SignatureError
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def env(**kw: Any) -> p.Envelope:
@@ -226,28 +226,6 @@ def test_snapshot_signature_is_checked() -> None:
 def test_checksum_is_sha256_of_the_stored_bytes() -> None:
     assert p.checksum(b"{}") == (
         "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
-
-
-# ------------------------------------------------------------------ the documentation
-
-
-def _doc_blocks(tag: str) -> list[str]:
-    text = DOCS.read_text(encoding="utf-8")
-    return re.findall(rf"<!-- {tag} -->\s*```json\n(.*?)```", text, flags=re.S)
-
-
-def test_documented_example_envelopes_decode() -> None:
-    blocks = _doc_blocks("example-envelope")
-    assert len(blocks) >= 2
-    for block in blocks:
-        decoded = p.decode_envelope(block.encode())
-        assert decoded.to_json() == {k: v for k, v in json.loads(block).items()}
-
-
-def test_documented_signed_example_verifies() -> None:
-    (block,) = _doc_blocks("example-signed")
-    data = block.strip().encode()
-    assert p.decode_envelope(data, hmac_key=b"example-key").version == 8
 
 
 # ------------------------------------------------------------------ check_json_value (issue 8)
