@@ -73,8 +73,9 @@ local function check_type(key, want)
   return nil
 end
 
--- Write the field/value pairs ARGV[first..last] into the hash KEY; an empty value deletes.
-local function write_fields(key, first, last)
+-- Write the field/value pairs ARGV[first..last] into the hash KEY (an empty value deletes),
+-- and its field 'version' = VERSION.
+local function write_head(key, first, last, version)
   local sets, dels = {{}}, {{}}
   for i = first, last, 2 do
     if ARGV[i + 1] == '' then
@@ -84,8 +85,10 @@ local function write_fields(key, first, last)
       sets[#sets + 1] = ARGV[i + 1]
     end
   end
+  sets[#sets + 1] = 'version'
+  sets[#sets + 1] = version
   if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
-  if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+  redis.call('HSET', key, unpack(sets))
 end
 
 local function field_of(flat, name)
@@ -120,8 +123,7 @@ local d = s + tonumber(ARGV[10])
 local e = d + tonumber(ARGV[11])
 batched('HSET', KEYS[2], s, d - 1)
 batched('HDEL', KEYS[2], d, e - 1)
-write_fields(KEYS[1], m, s - 1)
-redis.call('HSET', KEYS[1], 'version', ARGV[4])
+write_head(KEYS[1], m, s - 1, ARGV[4])
 return {1, ARGV[4], redis.call(ARGV[8], ARGV[6], ARGV[5])}
 """)
 
@@ -143,8 +145,7 @@ local s = m + tonumber(ARGV[10])
 local c = s + tonumber(ARGV[11])
 local e = c + tonumber(ARGV[12])
 batched('HSET', KEYS[2], s, c - 1)
-write_fields(KEYS[1], m, s - 1)
-redis.call('HSET', KEYS[1], 'version', ARGV[5])
+write_head(KEYS[1], m, s - 1, ARGV[5])
 batched('HSET', KEYS[3], c, e - 1)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], ARGV[5] .. '-0', 'e', ARGV[6])
 return {1, ARGV[5], redis.call(ARGV[9], ARGV[7], ARGV[6])}
