@@ -359,6 +359,22 @@ async def test_load_returns_the_tail_after_the_checkpoint(backend: Backend) -> N
     assert (await t.load(NS, max_tail=100)).tail == []  # of another epoch: useless
 
 
+async def test_versions_up_to_the_protocol_limit(backend: Backend) -> None:
+    t, k = backend.transport, keys(backend)
+    top = 2**53 - 1
+    await create(t)
+    await backend.put(k.meta, {**await backend.hgetall(k.meta), b"version": b"%d" % (top - 2)})
+    await backend.put(k.checkpoint, {b"epoch": E.encode(), b"version": b"%d" % (top - 2)})
+    await backend.delete(k.log)
+    assert (await step(t, top - 2)).version == top - 1
+    assert (await step(t, top - 1)).version == top
+    loaded = await t.load(NS, max_tail=10)
+    assert loaded.tail == [b"e%d" % (top - 1), b"e%d" % top]
+    assert await t.read_log(NS, top - 1, top) == loaded.tail
+    assert await t.write_checkpoint(NS, E, top, checkpoint(version=top))
+    assert not await t.write_checkpoint(NS, E, top - 1, checkpoint(version=top - 1))
+
+
 async def test_load_reads_a_wrong_typed_checkpoint_or_log_as_absent(backend: Backend) -> None:
     t, k = backend.transport, keys(backend)
     await create(t)

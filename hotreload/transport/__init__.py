@@ -27,6 +27,9 @@ from .memory import MemoryServer, MemoryTransport
 if TYPE_CHECKING:
     from ..config import HotReloadConfig
 
+    def _memory_is_a_transport(memory: MemoryTransport) -> Transport:  # checked by mypy only
+        return memory
+
 __all__ = [
     "HEAD_PROTOCOL",
     "CacheStore",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -27,7 +27,7 @@ def settings(url: str, resp: int) -> RedisSettings:
 
 
 @pytest.fixture
-def prefix() -> AsyncIterator[str]:
+def prefix() -> Iterator[str]:
     name = unique("tp")
     yield name
     delete_keys(f"{name}:*")
