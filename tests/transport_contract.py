@@ -31,6 +31,7 @@ NS = "app"
 E = "1700000000000-0123456789abcdef"
 F = "1800000000000-fedcba9876543210"
 WAIT = 5.0
+SHORT_TTL = 1.0  # seconds: presence and status records that a test watches expire
 
 
 class Backend(Protocol):
@@ -493,10 +494,13 @@ async def test_invalidation_create_and_compare_and_set(backend: Backend) -> None
 async def test_presence_expires_and_lists(backend: Backend) -> None:
     t = backend.transport
     await create(t)
-    head = await t.write_presence(NS, "host:1:a", b'{"i":"a"}', 0.3)
+    written = time.monotonic()
+    head = await t.write_presence(NS, "host:1:a", b'{"i":"a"}', SHORT_TTL)
     assert (head.meta_epoch, head.meta_version, head.inv_seq) == (E.encode(), b"1", None)
     await t.write_presence(NS, "host:2:b", b'{"i":"b"}', 30)
-    assert sorted(await t.read_presence(NS)) == [b'{"i":"a"}', b'{"i":"b"}']
+    listed = sorted(await t.read_presence(NS))
+    if time.monotonic() - written < SHORT_TTL * 0.8:  # else the machine stalled: it may be gone
+        assert listed == [b'{"i":"a"}', b'{"i":"b"}']
     await eventually(lambda: t.read_presence(NS), lambda r: r == [b'{"i":"b"}'],
                      "the short-lived record to expire")
     await t.write_presence(NS, "host:2:b", b'{"i":"b2"}', 30)  # a refresh replaces it
@@ -508,9 +512,12 @@ async def test_presence_expires_and_lists(backend: Backend) -> None:
 async def test_daemon_status_expires_and_lists(backend: Backend) -> None:
     t = backend.transport
     assert await t.read_statuses() == []
-    await t.write_status("host:1", b'{"d":1}', 0.3)
+    written = time.monotonic()
+    await t.write_status("host:1", b'{"d":1}', SHORT_TTL)
     await t.write_status("host:2", b'{"d":2}', 30)
-    assert sorted(await t.read_statuses()) == [b'{"d":1}', b'{"d":2}']
+    listed = sorted(await t.read_statuses())
+    if time.monotonic() - written < SHORT_TTL * 0.8:  # else the machine stalled: it may be gone
+        assert listed == [b'{"d":1}', b'{"d":2}']
     await eventually(t.read_statuses, lambda r: r == [b'{"d":2}'],
                      "the short-lived status to expire")
     await t.delete_status("host:2")
