@@ -1,14 +1,14 @@
 """`MemoryServer` and `MemoryTransport`: the transport's semantics in-process (tests, the demo).
 
-A `MemoryServer` holds the keys (strings, hashes, sorted sets, streams, with expiry) and the
-channels of one "Redis"; each `MemoryTransport` is a client of it. Every operation is atomic, as
-the Redis scripts are, and follows them step by step (same checks, same order, same replies).
+A `MemoryServer` holds the keys (`hotreload.transport._store`) and the channels of one "Redis";
+each `MemoryTransport` is a client of it. Every call is one atomic step, as a Redis script is,
+and follows the scripts step by step (same checks, same order, same replies).
 
 Test controls on the server: `MemoryServer.cut` (drop a subscription's link: messages published
 until it re-subscribes are lost), `freeze`/`thaw` (a black hole: calls hang, subscriptions hear
 nothing), `lose_data` (a restart without persistence), `fail_next` (the next calls fail as if the
 connection were refused) and `unsubscribe` (the server unsubscribes a subscription). A server
-may be shared by event loops of several threads.
+may be shared by the event loops of several threads.
 """
 
 from __future__ import annotations
@@ -19,79 +19,43 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 from ..errors import BackendError
 from ..wire.names import DEFAULT_PREFIX, Keys, check_name, keys_for, legacy_keys_for
+from ._memory_cache import MemoryCacheStore
+from ._store import Hash, List, Store, WrongType, as_int
 from .base import HEAD_PROTOCOL, Commit, CommitResult, Message, RawHead, RawLeaves, RawLoad
 
 __all__ = ["MemoryCacheStore", "MemoryServer", "MemorySubscription", "MemoryTransport"]
 
 T = TypeVar("T")
 
-#: The message of a key of the wrong type, as Redis words it.
-WRONGTYPE: Final = "WRONGTYPE Operation against a key holding the wrong kind of value"
 HEARTBEAT: Final = b"hotreload-heartbeat"
-GENERATION_TTL: Final = 3600.0
 _ids = itertools.count(1)
-
-
-class _Hash(dict[bytes, bytes]):
-    pass
-
-
-class _ZSet(dict[bytes, float]):
-    pass
-
-
-class _List(list[bytes]):
-    pass
-
-
-class _Stream:
-    __slots__ = ("entries", "last")
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[int, int, dict[bytes, bytes]]] = []
-        self.last = (0, 0)
-
-
-_Value = bytes | _Hash | _ZSet | _List | _Stream
-_TYPES: Final[dict[type, str]] = {bytes: "string", _Hash: "hash", _ZSet: "zset",
-                                  _List: "list", _Stream: "stream"}
-
-
-class _WrongType(Exception):
-    pass
-
-
-def _b(value: str | bytes | int) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode()
 
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "replace")
 
 
-def _int(value: bytes | None) -> int | None:
-    return int(value) if value is not None and value.isascii() and value.isdigit() else None
-
-
 def _mark(value: bytes | None) -> str:
+    """A head field as the head token shows it (as the scripts' ``mark``)."""
     return "" if value is None else "=" + value.decode("latin-1")
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class MemoryServer:
     """An in-process stand-in for one Redis server."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
+        self.store = Store(clock)
         self.calls = 0  # round trips served (each transport call is one)
-        self._data: dict[str, _Value] = {}
-        self._expiry: dict[str, float] = {}
         self._channels: dict[str, set[MemorySubscription]] = {}
         self._subscriptions: set[MemorySubscription] = set()
         self._lock = threading.RLock()
@@ -99,6 +63,9 @@ class MemoryServer:
         self._thaw: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._failures = 0
         self._id = next(_ids)
+
+    def describe(self) -> str:
+        return f"memory://server-{self._id}"
 
     def transport(self, prefix: str = DEFAULT_PREFIX) -> MemoryTransport:
         return MemoryTransport(self, prefix=prefix)
@@ -145,8 +112,7 @@ class MemoryServer:
     def lose_data(self) -> None:
         """A restart without persistence: every key is gone and every link is cut."""
         with self._lock:
-            self._data.clear()
-            self._expiry.clear()
+            self.store.clear()
         self.cut()
 
     def fail_next(self, count: int = 1) -> None:
@@ -159,46 +125,50 @@ class MemoryServer:
 
     def key_type(self, key: str) -> str:
         with self._lock:
-            value = self._get(key)
-            return "none" if value is None else _TYPES[type(value)]
+            return self.store.key_type(key)
 
     def put(self, key: str, value: bytes | Mapping[bytes, bytes] | list[bytes]) -> None:
-        """Store a raw value: bytes (a string), a mapping (a hash) or a list (a list)."""
+        """Replace ``key`` with a string (bytes), a hash (a mapping) or a list."""
         with self._lock:
-            self._expiry.pop(key, None)
+            self.store.delete(key)
             if isinstance(value, bytes):
-                self._data[key] = value
+                self.store.set(key, value)
             elif isinstance(value, list):
-                self._data[key] = _List(value)
-            else:
-                self._data[key] = _Hash({_b(f): _b(v) for f, v in value.items()})
+                self.store.data[key] = List(value)
+            elif value:
+                self.store.data[key] = Hash(value)
 
     def xadd(self, key: str, version: int, fields: Mapping[bytes, bytes]) -> None:
-        """Append an entry with id ``<version>-0`` to a stream, whatever its top is."""
+        """Add an entry with id ``<version>-0`` to a stream, whatever its top is."""
         with self._lock:
-            log = self._stream(key, create=True)
-            log.entries.append((version, 0, dict(fields)))
-            log.entries.sort(key=lambda e: (e[0], e[1]))
-            log.last = max(log.last, (version, 0))
+            self.store.xadd_raw(key, version, fields)
 
     def raw(self, key: str) -> Any:
-        """A copy of the value at ``key`` (None: absent)."""
+        """A copy of the value at ``key`` (None: absent; a stream as ``[(id, fields)]``)."""
         with self._lock:
-            value = self._get(key)
-            if isinstance(value, _Stream):
-                return [(f"{ms}-{seq}".encode(), dict(f)) for ms, seq, f in value.entries]
+            value = self.store.get(key)
+            if isinstance(value, (bytes, type(None))):
+                return value
             if isinstance(value, dict):
                 return dict(value)
-            return list(value) if isinstance(value, list) else value
+            if isinstance(value, list):
+                return list(value)
+            return [(f"{ms}-{seq}".encode(), dict(f)) for ms, seq, f in value.entries]
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds ``key`` has to live (None: absent, or no expiry)."""
+        with self._lock:
+            expiry = self.store.expiry.get(key) if self.store.get(key) is not None else None
+            return None if expiry is None else expiry - self.store.clock()
 
     def keys(self, pattern: str = "*") -> list[str]:
         with self._lock:
-            return sorted(k for k in list(self._data) if self._get(k) is not None
+            return sorted(k for k in list(self.store.data) if self.store.get(k) is not None
                           and fnmatch.fnmatchcase(k, pattern))
 
     def delete(self, *keys: str) -> int:
         with self._lock:
-            return sum(self._delete(k) for k in keys)
+            return sum(self.store.delete(k) for k in keys)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -224,96 +194,6 @@ class MemoryServer:
             self._thaw.append((loop, fut))
         await fut
 
-    def describe(self) -> str:
-        return f"memory://server-{self._id}"
-
-    def _get(self, key: str) -> _Value | None:
-        expiry = self._expiry.get(key)
-        if expiry is not None and expiry <= self.clock():
-            self._delete(key)
-            return None
-        return self._data.get(key)
-
-    def _typed(self, key: str, kind: type[T]) -> T | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if not isinstance(value, kind):  # the value types are unrelated classes
-            raise _WrongType(WRONGTYPE)
-        return value
-
-    def _hash(self, key: str) -> _Hash | None:
-        return self._typed(key, _Hash)
-
-    def _hash_w(self, key: str) -> _Hash:
-        """The hash at ``key``, created if absent (for a write)."""
-        value = self._typed(key, _Hash)
-        if value is None:
-            value = self._data[key] = _Hash()
-        return value
-
-    def _stream(self, key: str, *, create: bool = False) -> _Stream:
-        value = self._typed(key, _Stream)
-        if value is None:
-            value = _Stream()
-            if create:
-                self._data[key] = value
-        return value
-
-    def _zset(self, key: str) -> _ZSet | None:
-        return self._typed(key, _ZSet)
-
-    def _zset_w(self, key: str) -> _ZSet:
-        value = self._typed(key, _ZSet)
-        if value is None:
-            value = self._data[key] = _ZSet()
-        return value
-
-    def _delete(self, key: str) -> int:
-        self._expiry.pop(key, None)
-        return 0 if self._data.pop(key, None) is None else 1
-
-    def _drop_if_empty(self, key: str) -> None:
-        value = self._data.get(key)
-        if isinstance(value, dict) and not value:
-            self._delete(key)
-
-    def _set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._data[key] = value
-        if ttl is None:
-            self._expiry.pop(key, None)
-        else:
-            self._expiry[key] = self.clock() + ttl
-
-    def _hmget(self, key: str, *fields: str) -> list[bytes | None]:
-        h = self._hash(key)
-        return [None if h is None else h.get(f.encode()) for f in fields]
-
-    def _hgetall(self, key: str) -> dict[bytes, bytes]:
-        return dict(self._hash(key) or {})
-
-    def _append(self, key: str, version: int, event: bytes, maxlen: int) -> None:
-        """XADD MAXLEN maxlen <version>-0 e event; a log whose top is not older is started
-        anew (as the scripts do)."""
-        log = self._stream(key)
-        if log.last >= (version, 0):
-            self._delete(key)
-            log = self._stream(key)
-        self._data[key] = log
-        log.entries.append((version, 0, {b"e": event}))
-        log.last = (version, 0)
-        if len(log.entries) > maxlen:
-            del log.entries[:len(log.entries) - maxlen]
-
-    def _range(self, key: str, first: int, last: int | None, count: int | None,
-               newest_first: bool = False) -> list[bytes]:
-        log = self._stream(key)
-        out = [f.get(b"e", b"") for ms, _seq, f in log.entries
-               if ms >= first and (last is None or ms <= last)]
-        if newest_first:
-            out.reverse()
-        return out if count is None else out[:count]
-
     def _publish(self, channel: str, data: bytes) -> int:
         subs = self._channels.get(channel, ())
         for sub in subs:
@@ -334,23 +214,6 @@ class MemoryServer:
                 if not subs:
                     del self._channels[channel]
 
-    def _live(self, index: str, key_of: Callable[[str], str]) -> list[bytes]:
-        """The records of the members of an expiry index (score: expiry, Unix ms) that are
-        not past, soonest expiry first."""
-        zset: Mapping[bytes, float] = self._zset(index) or {}
-        now = int(self.clock() * 1000)
-        out: list[bytes] = []
-        for _score, member in sorted((s, m) for m, s in zset.items() if s >= now):
-            value = self._typed(key_of(member.decode()), bytes)
-            if value is not None:
-                out.append(value)
-        return out
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
 
 class MemoryTransport:
     """A client of a `MemoryServer`, with the semantics of `RedisTransport`."""
@@ -368,6 +231,7 @@ class MemoryTransport:
         return self.server.describe()
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """One round trip: ``fn(*args)`` atomically on the server's store."""
         if self._closed:
             raise BackendError(f"{what}: the transport is closed")
         server = self.server
@@ -375,7 +239,7 @@ class MemoryTransport:
         with server._lock:
             try:
                 return fn(*args)
-            except _WrongType as exc:
+            except WrongType as exc:
                 raise BackendError(f"{what}: {exc}") from None
 
     async def ping(self) -> None:
@@ -387,56 +251,58 @@ class MemoryTransport:
     # ------------------------------------------------------------------ reads
 
     async def head_token(self, ns: str) -> tuple[str, ...]:
-        def run(k: Keys) -> tuple[str, ...]:
-            value = self.server._get(k.meta)
-            if type(value) is not _Hash:
-                return (self.server.key_type(k.meta), "", "", "")
+        def run(s: Store, k: Keys) -> tuple[str, ...]:
+            value = s.get(k.meta)
+            if not isinstance(value, Hash):
+                return (s.key_type(k.meta), "", "", "")
             return ("hash", *(_mark(value.get(f)) for f in (b"protocol", b"epoch", b"version")))
-        return await self._call(f"reading the head of {ns!r}", run, self.keys(ns))
+        return await self._call(f"reading the head of {ns!r}", run, self.server.store,
+                                self.keys(ns))
 
     async def load(self, ns: str, *, max_tail: int) -> RawLoad:
-        def run(k: Keys) -> RawLoad:
-            s = self.server
-            meta = s._hgetall(k.meta)
+        def run(s: Store, k: Keys) -> RawLoad:
+            meta = s.hgetall(k.meta)
             try:
-                ck = s._hgetall(k.checkpoint)
-            except _WrongType:
+                ck = s.hgetall(k.checkpoint)
+            except WrongType:
                 ck = {}
             tail: list[bytes] = []
-            mv, cv = _int(meta.get(b"version")), _int(ck.get(b"version"))
+            mv, cv = as_int(meta.get(b"version")), as_int(ck.get(b"version"))
             epoch = meta.get(b"epoch")
             if (mv is not None and cv is not None and epoch is not None
                     and ck.get(b"epoch") == epoch and cv < mv):
                 try:
-                    tail = s._range(k.log, cv + 1, mv, max_tail + 1)
-                except _WrongType:
+                    tail = s.range(k.log, cv + 1, mv, max_tail + 1)
+                except WrongType:
                     tail = []
-            inv = s._hgetall(k.inv)
-            legacy = {} if meta else s._hgetall(legacy_keys_for(ns, self.prefix).snapshot)
+            inv = s.hgetall(k.inv)
+            legacy = {} if meta else s.hgetall(legacy_keys_for(ns, self.prefix).snapshot)
             return RawLoad(meta, ck, tail, inv, legacy)
-        return await self._call(f"loading {ns!r}", run, self.keys(ns))
+        return await self._call(f"loading {ns!r}", run, self.server.store, self.keys(ns))
 
     async def load_leaves(self, ns: str) -> RawLeaves:
-        def run(k: Keys) -> RawLeaves:
-            return RawLeaves(self.server._hgetall(k.meta), self.server._hgetall(k.leaves))
-        return await self._call(f"loading the leaves of {ns!r}", run, self.keys(ns))
+        def run(s: Store, k: Keys) -> RawLeaves:
+            return RawLeaves(s.hgetall(k.meta), s.hgetall(k.leaves))
+        return await self._call(f"loading the leaves of {ns!r}", run, self.server.store,
+                                self.keys(ns))
 
     def _head(self, k: Keys) -> RawHead:
-        s = self.server
-        return RawHead(*s._hmget(k.meta, "epoch", "version", "checksum"),
-                       *s._hmget(k.inv, "epoch", "seq"))
+        s = self.server.store
+        return RawHead(*s.hmget(k.meta, "epoch", "version", "checksum"),
+                       *s.hmget(k.inv, "epoch", "seq"))
 
     async def head(self, ns: str) -> RawHead:
         return await self._call(f"reading the head of {ns!r}", self._head, self.keys(ns))
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,
                        count: int | None = None, newest_first: bool = False) -> list[bytes]:
-        return await self._call(f"reading the change log of {ns!r}", self.server._range,
+        return await self._call(f"reading the change log of {ns!r}", self.server.store.range,
                                 self.keys(ns).log, first, last, count, newest_first)
 
     async def read_invalidation_log(self, ns: str, first: int, last: int) -> list[bytes]:
-        return await self._call(f"reading the invalidation log of {ns!r}", self.server._range,
-                                self.keys(ns).inv_log, first, last, None)
+        return await self._call(f"reading the invalidation log of {ns!r}",
+                                self.server.store.range, self.keys(ns).inv_log, first, last,
+                                None)
 
     async def subscribers(self, ns: str) -> int:
         channel = self.keys(ns).config_channel
@@ -452,45 +318,44 @@ class MemoryTransport:
         return await self._call(f"publishing to {ns!r}", run, self.keys(ns), commit)
 
     def _commit_next(self, k: Keys, c: Commit) -> CommitResult:
-        s = self.server
-        protocol, epoch, version = s._hmget(k.meta, "protocol", "epoch", "version")
-        if (protocol, epoch, version) != (HEAD_PROTOCOL.encode(), _b(c.expect[0]),
-                                          _b(c.expect[1])):
-            return CommitResult(False, _text(epoch), _int(version), protocol=_text(protocol))
-        s._hash(k.leaves)  # type check before any write
-        s._append(k.log, c.version, c.event, c.log_maxlen)
-        leaves = s._hash_w(k.leaves)
+        s = self.server.store
+        protocol, epoch, version = s.hmget(k.meta, "protocol", "epoch", "version")
+        if (protocol, epoch, version) != (HEAD_PROTOCOL.encode(), c.expect[0].encode(),
+                                          c.expect[1].encode()):
+            return CommitResult(False, _text(epoch), as_int(version), protocol=_text(protocol))
+        s.hash(k.leaves)  # the checks before any write: the leaves' type, then the log's
+        s.append(k.log, c.version, c.event, c.log_maxlen)
+        leaves = s.hash_w(k.leaves)
         for key, text in c.sets.items():
             leaves[key.encode()] = text.encode()
         for key in c.deletes:
             leaves.pop(key.encode(), None)
-        s._drop_if_empty(k.leaves)
-        self._write_meta(k, c)
-        receivers = s._publish(k.config_channel, c.event)
+        s.drop_if_empty(k.leaves)
+        self._write_head(s, k, c)
+        receivers = self.server._publish(k.config_channel, c.event)
         return CommitResult(True, c.meta.get("epoch") or c.expect[0], c.version, receivers)
 
     def _commit_new(self, k: Keys, c: Commit) -> CommitResult:
-        s = self.server
-        value = s._get(k.meta)
+        s = self.server.store
+        value = s.get(k.meta)
         found: tuple[bytes | None, ...] = (None, None, None)
-        if type(value) is _Hash:
+        if isinstance(value, Hash):
             found = tuple(value.get(f) for f in (b"protocol", b"epoch", b"version"))
-        token = (s.key_type(k.meta), *(_mark(v) for v in found))
-        if token != tuple(c.expect):
-            return CommitResult(False, _text(found[1]), _int(found[2]), protocol=_text(found[0]))
+        if (s.key_type(k.meta), *(_mark(v) for v in found)) != tuple(c.expect):
+            return CommitResult(False, _text(found[1]), as_int(found[2]),
+                                protocol=_text(found[0]))
         for key in (k.meta, k.leaves, k.checkpoint, k.log):
-            s._delete(key)
-        if c.sets:
-            s._data[k.leaves] = _Hash({f.encode(): v.encode() for f, v in c.sets.items()})
-        self._write_meta(k, c)
-        if c.checkpoint:
-            s._data[k.checkpoint] = _Hash({f.encode(): _b(v) for f, v in c.checkpoint.items()})
-        s._append(k.log, c.version, c.event, c.log_maxlen)
-        receivers = s._publish(k.config_channel, c.event)
+            s.delete(key)
+        s.put_hash(k.leaves, c.sets)
+        self._write_head(s, k, c)
+        s.put_hash(k.checkpoint, c.checkpoint or {})
+        s.append(k.log, c.version, c.event, c.log_maxlen)
+        receivers = self.server._publish(k.config_channel, c.event)
         return CommitResult(True, c.meta.get("epoch"), c.version, receivers)
 
-    def _write_meta(self, k: Keys, c: Commit) -> None:
-        meta = self.server._hash_w(k.meta)
+    @staticmethod
+    def _write_head(s: Store, k: Keys, c: Commit) -> None:
+        meta = s.hash_w(k.meta)
         for name, value in c.meta.items():
             if value == "":
                 meta.pop(name.encode(), None)
@@ -500,102 +365,81 @@ class MemoryTransport:
 
     async def write_checkpoint(self, ns: str, epoch: str, version: int,
                                fields: Mapping[str, str | bytes]) -> bool:
-        def run(k: Keys) -> bool:
-            s = self.server
-            if s._hmget(k.meta, "epoch")[0] != epoch.encode():
+        def run(s: Store, k: Keys) -> bool:
+            if s.hmget(k.meta, "epoch")[0] != epoch.encode():
                 return False
-            cur_epoch, cur_version = s._hmget(k.checkpoint, "epoch", "version")
-            stored = _int(cur_version)
-            if cur_epoch == epoch.encode() and stored is not None and stored > version:
+            stored_epoch, stored = s.hmget(k.checkpoint, "epoch", "version")
+            newer = as_int(stored)
+            if stored_epoch == epoch.encode() and newer is not None and newer > version:
                 return False
-            s._delete(k.checkpoint)
-            s._data[k.checkpoint] = _Hash({f.encode(): _b(v) for f, v in fields.items()})
+            s.put_hash(k.checkpoint, fields)
             return True
-        return await self._call(f"writing the checkpoint of {ns!r}", run, self.keys(ns))
+        return await self._call(f"writing the checkpoint of {ns!r}", run, self.server.store,
+                                self.keys(ns))
 
     async def send_invalidation(self, ns: str, *, expect: tuple[str, int] | None, epoch: str,
                                 seq: int, event: bytes, log_maxlen: int) -> CommitResult:
-        def run(k: Keys) -> CommitResult:
-            s = self.server
-            cur_epoch, cur_seq = s._hmget(k.inv, "epoch", "seq")
+        def run(s: Store, k: Keys) -> CommitResult:
+            cur_epoch, cur_seq = s.hmget(k.inv, "epoch", "seq")
             if expect is None:
                 if cur_epoch is not None or cur_seq is not None:
-                    return CommitResult(False, _text(cur_epoch), _int(cur_seq))
-                s._delete(k.inv_log)
+                    return CommitResult(False, _text(cur_epoch), as_int(cur_seq))
+                s.delete(k.inv_log)
             elif (cur_epoch, cur_seq) != (expect[0].encode(), str(expect[1]).encode()):
-                return CommitResult(False, _text(cur_epoch), _int(cur_seq))
-            s._append(k.inv_log, seq, event, log_maxlen)
-            inv = s._hash_w(k.inv)
+                return CommitResult(False, _text(cur_epoch), as_int(cur_seq))
+            s.append(k.inv_log, seq, event, log_maxlen)
+            inv = s.hash_w(k.inv)
             inv[b"epoch"], inv[b"seq"] = epoch.encode(), str(seq).encode()
-            return CommitResult(True, epoch, seq, s._publish(k.inv_channel, event))
-        return await self._call(f"sending an invalidation to {ns!r}", run, self.keys(ns))
+            return CommitResult(True, epoch, seq, self.server._publish(k.inv_channel, event))
+        return await self._call(f"sending an invalidation to {ns!r}", run, self.server.store,
+                                self.keys(ns))
 
     async def retire_legacy(self, ns: str, notice: bytes, ttl: float) -> int:
-        def run() -> int:
-            s = self.server
+        def run(s: Store) -> int:
             old = legacy_keys_for(ns, self.prefix)
-            snapshot = s._hash(old.snapshot)
+            snapshot = s.hash(old.snapshot)
             if snapshot is not None:
                 snapshot[b"protocol"] = b"2"
-            receivers = s._publish(old.channel, notice)
-            for key in (old.snapshot, old.log):
-                if s._get(key) is not None:
-                    s._expiry[key] = s.clock() + ttl
+            receivers = self.server._publish(old.channel, notice)
+            s.expire(old.snapshot, ttl)
+            s.expire(old.log, ttl)
             return receivers
-        return await self._call(f"retiring the protocol-1 keys of {ns!r}", run)
+        return await self._call(f"retiring the protocol-1 keys of {ns!r}", run,
+                                self.server.store)
 
     # ------------------------------------------------------------------ presence, status
-
-    def _index_write(self, index: str, member: str, key: str, record: bytes,
-                     ttl: float) -> None:
-        s = self.server
-        now = s.clock()
-        s._typed(key, bytes)  # SET overwrites any type; ZADD does not
-        zset = s._zset_w(index)
-        s._set(key, record, ttl)
-        zset[member.encode()] = float(int(now * 1000) + max(1, int(ttl * 1000)))
-        for name in [m for m, score in zset.items() if score < int(now * 1000)]:
-            del zset[name]
-        s._drop_if_empty(index)
-
-    def _index_remove(self, index: str, member: str, key: str) -> None:
-        s = self.server
-        s._delete(key)
-        zset = s._zset(index)
-        if zset is not None:
-            zset.pop(member.encode(), None)
-            s._drop_if_empty(index)
 
     async def write_presence(self, ns: str, instance: str, record: bytes,
                              ttl: float) -> RawHead:
         def run(k: Keys) -> RawHead:
-            self._index_write(k.presence, instance, k.presence_record(instance), record, ttl)
+            self.server.store.index_write(k.presence, instance, k.presence_record(instance),
+                                          record, ttl)
             return self._head(k)
         return await self._call(f"writing the presence of {ns!r}", run, self.keys(ns))
 
     async def read_presence(self, ns: str) -> list[bytes]:
         k = self.keys(ns)
-        return await self._call(f"reading the presence of {ns!r}", self.server._live,
-                                k.presence, k.presence_record)
+        return await self._call(f"reading the presence of {ns!r}",
+                                self.server.store.index_read, k.presence, k.presence_record)
 
     async def remove_presence(self, ns: str, instance: str) -> None:
         k = self.keys(ns)
-        await self._call(f"removing the presence of {ns!r}", self._index_remove, k.presence,
-                         instance, k.presence_record(instance))
+        await self._call(f"removing the presence of {ns!r}", self.server.store.index_remove,
+                         k.presence, instance, k.presence_record(instance))
 
     def _status_key(self, name: str) -> str:
         return f"{self.prefix}:daemon:{name}"
 
     async def write_status(self, name: str, doc: bytes, ttl: float) -> None:
-        await self._call("writing the daemon status", self._index_write,
+        await self._call("writing the daemon status", self.server.store.index_write,
                          f"{self.prefix}:daemons", name, self._status_key(name), doc, ttl)
 
     async def read_statuses(self) -> list[bytes]:
-        return await self._call("reading the daemons' status", self.server._live,
+        return await self._call("reading the daemons' status", self.server.store.index_read,
                                 f"{self.prefix}:daemons", self._status_key)
 
     async def delete_status(self, name: str) -> None:
-        await self._call("deleting the daemon status", self._index_remove,
+        await self._call("deleting the daemon status", self.server.store.index_remove,
                          f"{self.prefix}:daemons", name, self._status_key(name))
 
     # ------------------------------------------------------------------ factories
@@ -610,7 +454,7 @@ class MemoryTransport:
 
 
 class MemorySubscription:
-    """A subscription to a namespace's two channels on a `MemoryServer`."""
+    """A subscription to some channels of a `MemoryServer` (a namespace's two, usually)."""
 
     def __init__(self, server: MemoryServer, channels: Mapping[str, Any]) -> None:
         self._server = server
@@ -671,7 +515,7 @@ class MemorySubscription:
         if self._closed:
             raise BackendError("the subscription is closed")
         server = self._server
-        server._check_failure()  # a PING on a frozen link is sent; its reply never comes
+        server._check_failure()  # a PING on a frozen link is sent; its reply waits
         with server._lock:
             self._queue.append(Message("pong", HEARTBEAT))
             self._wake()
@@ -687,70 +531,3 @@ class MemorySubscription:
             server._subscriptions.discard(self)
             self._queue.clear()
             self._wake()
-
-
-class MemoryCacheStore:
-    """The L2 of one named cache on a `MemoryServer` (docs/cache.md semantics)."""
-
-    def __init__(self, transport: MemoryTransport, keys: Keys, name: str) -> None:
-        self._t = transport
-        self.value_prefix = keys.cache(name)
-        self.gen_prefix = f"{keys.base}:cachegen:{name}:"
-        self.epoch_key = f"{keys.base}:cacheepoch:{name}"
-        self.counter_key = f"{keys.base}:cacheseq:{name}"
-
-    def _incr(self, key: str) -> bytes:
-        s = self._t.server
-        value = str((_int(s._typed(key, bytes)) or 0) + 1).encode()
-        s._data[key] = value  # INCR keeps a key's expiry; these keys have none
-        return value
-
-    async def read(self, key: str) -> tuple[bytes | None, tuple[bytes, bytes]]:
-        def run() -> tuple[bytes | None, tuple[bytes, bytes]]:
-            s = self._t.server
-            value, gen, epoch = (s._typed(n, bytes) for n in (
-                self.value_prefix + key, self.gen_prefix + key, self.epoch_key))
-            return value, (gen or b"0", epoch or b"0")
-        return await self._t._call("reading the L2 cache", run)
-
-    async def fill(self, key: str, payload: bytes, gens: tuple[bytes, bytes],
-                   ttl: float) -> bool:
-        def run() -> bool:
-            s = self._t.server
-            if (s._typed(self.gen_prefix + key, bytes) or b"0") != gens[0]:
-                return False
-            if (s._typed(self.epoch_key, bytes) or b"0") != gens[1]:
-                return False
-            s._set(self.value_prefix + key, payload, ttl)
-            return True
-        return await self._t._call("filling the L2 cache", run)
-
-    async def put(self, key: str, payload: bytes, ttl: float) -> None:
-        def run() -> None:
-            s = self._t.server
-            s._set(self.gen_prefix + key, self._incr(self.counter_key), GENERATION_TTL)
-            s._set(self.value_prefix + key, payload, ttl)
-        await self._t._call("writing the L2 cache", run)
-
-    async def invalidate(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-
-        def run() -> None:
-            s = self._t.server
-            for key in keys:
-                s._set(self.gen_prefix + key, self._incr(self.counter_key), GENERATION_TTL)
-                s._delete(self.value_prefix + key)
-        await self._t._call("invalidating the L2 cache", run)
-
-    async def invalidate_prefix(self, prefix: str) -> int:
-        def run() -> int:
-            s = self._t.server
-            self._incr(self.epoch_key)
-            start = self.value_prefix + prefix
-            return sum(s._delete(k) for k in _matching(s, start))
-        return await self._t._call("invalidating an L2 cache prefix", run)
-
-
-def _matching(server: MemoryServer, start: str) -> Iterable[str]:
-    return [k for k in list(server._data) if k.startswith(start) and server._get(k) is not None]

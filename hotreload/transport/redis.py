@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -17,13 +16,15 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from ..config import RedisSettings
 from ..errors import BackendError
 from ..wire.names import DEFAULT_PREFIX, Keys, check_name, keys_for, legacy_keys_for
 from . import _scripts as S
+from ._client import REDIS_ERRORS, build_client, describe_error, keepalive_options
+from ._client import failed as _failed
+from ._client import ms as _ms
+from ._redis_cache import RedisCacheStore
 from .base import HEAD_PROTOCOL, Commit, CommitResult, Message, RawHead, RawLeaves, RawLoad
 
 __all__ = ["REDIS_ERRORS", "RedisCacheStore", "RedisSubscription", "RedisTransport",
@@ -31,71 +32,9 @@ __all__ = ["REDIS_ERRORS", "RedisCacheStore", "RedisSubscription", "RedisTranspo
 
 log = logging.getLogger("hotreload.transport")
 
-#: Errors of redis-py (and the socket layer) that mean "the server or the link failed".
-REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (redis.exceptions.RedisError, OSError)
-
 #: The payload of subscription PINGs (its reply comes back as a ``pong`` message).
 HEARTBEAT: Final = b"hotreload-heartbeat"
-#: How long a key's cache generation outlives its last invalidation (longer than any load).
-GENERATION_TTL_MS: Final = 3_600_000
-SCAN_COUNT: Final = 1000
-_GLOB_SPECIAL: Final = frozenset("*?[]\\")
 _PUBLISH: Final = "PUBLISH"
-
-
-def keepalive_options(s: RedisSettings) -> dict[int, int]:
-    """TCP options so that a half-open link fails within seconds, not minutes."""
-    opts: dict[int, int] = {}
-    for name, value in (
-        ("TCP_KEEPIDLE", s.tcp_keepalive_idle),
-        ("TCP_KEEPINTVL", s.tcp_keepalive_interval),
-        ("TCP_KEEPCNT", s.tcp_keepalive_count),
-        ("TCP_USER_TIMEOUT", s.tcp_user_timeout_ms),
-    ):
-        const = getattr(socket, name, None)
-        if const is not None and value:
-            opts[const] = value
-    return opts
-
-
-def build_client(s: RedisSettings, *, retries: int = 3) -> aioredis.Redis:
-    """An asyncio client: keepalives, connect and socket timeouts, bounded jittered retries."""
-    kwargs: dict[str, Any] = {
-        "protocol": s.protocol,
-        "max_connections": s.pool_size,
-        "socket_connect_timeout": s.connect_timeout,
-        "socket_timeout": s.socket_timeout,
-        "socket_keepalive": True,
-        "socket_keepalive_options": keepalive_options(s),
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries),
-        "decode_responses": False,
-    }
-    if s.url is None and s.username:
-        kwargs["username"] = s.username
-    if s.tls or s.effective_url().startswith("rediss://"):
-        if s.tls_ca_file:
-            kwargs["ssl_ca_certs"] = s.tls_ca_file
-        if s.tls_cert_file:
-            kwargs["ssl_certfile"] = s.tls_cert_file
-        if s.tls_key_file:
-            kwargs["ssl_keyfile"] = s.tls_key_file
-    try:
-        return aioredis.Redis.from_url(s.effective_url(), **kwargs)
-    except ValueError:
-        # redis-py's message may quote part of the URL, password included: do not repeat it.
-        raise BackendError(
-            f"invalid Redis URL {s.display_url()}: cannot be parsed (percent-encode special "
-            "characters such as @ : / # ? in the password)") from None
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line description of a backend error that holds no secret."""
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:300]
-
-
-def _failed(what: str, exc: BaseException) -> BackendError:
-    return BackendError(f"{what}: {describe_error(exc)}")
 
 
 def _pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
@@ -126,10 +65,6 @@ def _result(reply: Sequence[Any], epoch: str | None = None) -> CommitResult:
         return CommitResult(True, epoch, _int(reply[1]), int(reply[2]))
     return CommitResult(False, _text(reply[1]), _int(reply[2]),
                         protocol=_text(reply[3]) if len(reply) > 3 else None)
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
 
 
 class RedisTransport:
@@ -487,75 +422,3 @@ class RedisSubscription:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as exc:
             log.debug("closing the pubsub link failed: %s", describe_error(exc))
-
-
-def glob_escape(text: str) -> str:
-    """Escape Redis glob specials so ``text`` matches itself in SCAN MATCH."""
-    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
-
-
-class RedisCacheStore:
-    """The L2 of one named cache (docs/cache.md): values under ``keys.cache(name)``, and the
-    cache's generations, counter and epoch beside them."""
-
-    def __init__(self, transport: RedisTransport, keys: Keys, name: str) -> None:
-        self._t = transport
-        self.value_prefix = keys.cache(name)
-        self.gen_prefix = f"{keys.base}:cachegen:{name}:"
-        self.epoch_key = f"{keys.base}:cacheepoch:{name}"
-        self.counter_key = f"{keys.base}:cacheseq:{name}"
-
-    async def read(self, key: str) -> tuple[bytes | None, tuple[bytes, bytes]]:
-        try:
-            value, gen, epoch = await self._t._cmd.mget(
-                self.value_prefix + key, self.gen_prefix + key, self.epoch_key)
-        except REDIS_ERRORS as exc:
-            raise _failed("reading the L2 cache", exc) from exc
-        return value, (gen or b"0", epoch or b"0")
-
-    async def fill(self, key: str, payload: bytes, gens: tuple[bytes, bytes],
-                   ttl: float) -> bool:
-        try:
-            done = await self._t._eval(
-                S.CACHE_FILL, [self.value_prefix + key, self.gen_prefix + key, self.epoch_key],
-                [gens[0], gens[1], payload, _ms(ttl)])
-        except REDIS_ERRORS as exc:
-            raise _failed("filling the L2 cache", exc) from exc
-        return bool(done)
-
-    async def put(self, key: str, payload: bytes, ttl: float) -> None:
-        try:
-            await self._t._eval(
-                S.CACHE_PUT, [self.counter_key, self.value_prefix + key, self.gen_prefix + key],
-                [payload, _ms(ttl), GENERATION_TTL_MS])
-        except REDIS_ERRORS as exc:
-            raise _failed("writing the L2 cache", exc) from exc
-
-    async def invalidate(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        names = [self.counter_key]
-        for key in keys:
-            names += (self.value_prefix + key, self.gen_prefix + key)
-        try:
-            await self._t._eval(S.CACHE_INVALIDATE, names, [GENERATION_TTL_MS])
-        except REDIS_ERRORS as exc:
-            raise _failed("invalidating the L2 cache", exc) from exc
-
-    async def invalidate_prefix(self, prefix: str) -> int:
-        client = self._t._cmd
-        pattern = glob_escape(self.value_prefix + prefix) + "*"
-        deleted = 0
-        try:
-            await client.incr(self.epoch_key)
-            batch: list[bytes] = []
-            async for name in client.scan_iter(match=pattern, count=SCAN_COUNT):
-                batch.append(name)
-                if len(batch) >= SCAN_COUNT:
-                    deleted += int(await client.unlink(*batch))
-                    batch = []
-            if batch:
-                deleted += int(await client.unlink(*batch))
-        except REDIS_ERRORS as exc:
-            raise _failed("invalidating an L2 cache prefix", exc) from exc
-        return deleted

@@ -43,8 +43,8 @@ class MemoryBackend:
     async def pttl(self, key: str) -> int:
         if self.server.key_type(key) == "none":
             return -2
-        expiry = self.server._expiry.get(key)
-        return -1 if expiry is None else int((expiry - self.server.clock()) * 1000)
+        ttl = self.server.ttl(key)
+        return -1 if ttl is None else int(ttl * 1000)
 
     async def force_unsubscribe(self, sub: Subscription) -> None:
         assert isinstance(sub, MemorySubscription)
