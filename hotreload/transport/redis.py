@@ -337,7 +337,8 @@ class RedisSubscription:
 
     redis-py re-subscribes by itself when it reconnects (on the next read after a drop, or
     inside a read that lost its connection); the confirmations that follow are what `next`
-    turns into ``subscribed``: the confirmation whose count reaches both channels.
+    turns into ``subscribed``: after each connect (a callback on the connection tells), the
+    first confirmation whose count reaches all the channels.
     """
 
     def __init__(self, client: aioredis.Redis, channels: Mapping[str, Any]) -> None:
@@ -364,6 +365,8 @@ class RedisSubscription:
                 if self._subscribe:
                     await pubsub.subscribe(*self._channels)
                     self._subscribe = False
+                    if pubsub.connection is not None:  # registered once (a set of callbacks)
+                        pubsub.connection.register_connect_callback(self._connected)
                 raw = await pubsub.get_message(timeout=max(0.0, deadline - loop.time()))
             except REDIS_ERRORS as exc:
                 self._confirmed = False
@@ -375,6 +378,10 @@ class RedisSubscription:
             if loop.time() >= deadline:
                 return None
 
+    def _connected(self, _connection: Any) -> None:
+        """A (re)connect: the confirmations to come count again from zero."""
+        self._confirmed = False
+
     def _message(self, raw: Mapping[str, Any]) -> Message | None:
         kind = raw["type"]
         if kind in ("message", "smessage"):
@@ -384,9 +391,7 @@ class RedisSubscription:
             data = raw["data"]
             return Message("pong", data if isinstance(data, bytes) else b"")
         if kind in ("subscribe", "ssubscribe"):
-            if int(raw["data"]) < len(self._channels):
-                self._confirmed = False  # the first confirmation on a new connection
-            elif not self._confirmed:
+            if int(raw["data"]) >= len(self._channels) and not self._confirmed:
                 self._confirmed = True
                 return Message("subscribed")
             return None
@@ -418,6 +423,8 @@ class RedisSubscription:
     async def aclose(self) -> None:
         self._closed = True
         self._confirmed = False
+        if self._pubsub.connection is not None:  # it goes back to the pool: leave it clean
+            self._pubsub.connection.deregister_connect_callback(self._connected)
         try:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as exc:

@@ -75,6 +75,17 @@ async def test_a_killed_server_fails_fast_and_the_subscription_comes_back(resp: 
             await t.aclose()
 
 
+async def kill(raw: aioredis.Redis, sub: RedisSubscription) -> None:
+    """CLIENT KILL the connection of ``sub`` (and no other) on the server."""
+    conn = sub._pubsub.connection
+    assert conn is not None and conn._writer is not None
+    port = conn._writer.get_extra_info("sockname")[1]
+    clients = await raw.client_list(_type="pubsub")
+    ids = [c["id"] for c in clients if c["addr"] == f"127.0.0.1:{port}"]
+    assert len(ids) == 1
+    assert await raw.client_kill_filter(_id=ids[0]) == 1
+
+
 async def test_a_server_side_kill_of_the_pubsub_link_resubscribes(resp: int,
                                                                   prefix: str) -> None:
     t = RedisTransport(settings(REDIS_URL, resp), prefix=prefix)
@@ -82,16 +93,29 @@ async def test_a_server_side_kill_of_the_pubsub_link_resubscribes(resp: int,
     raw = aioredis.Redis.from_url(REDIS_URL)
     try:
         await expect(sub, "subscribed")
-        conn = sub._pubsub.connection
-        assert conn is not None and conn._writer is not None
-        port = conn._writer.get_extra_info("sockname")[1]
-        clients = await raw.client_list(_type="pubsub")
-        ids = [c["id"] for c in clients if c["addr"] == f"127.0.0.1:{port}"]
-        assert len(ids) == 1
-        assert await raw.client_kill_filter(_id=ids[0]) == 1
+        await kill(raw, sub)
         await expect(sub, "subscribed")  # redis-py reconnected and re-subscribed by itself
         await create(t)
         await expect(sub, "config", b"e1")
+    finally:
+        await raw.aclose()
+        await sub.aclose()
+        await t.aclose()
+
+
+async def test_a_one_channel_subscription_also_reports_its_resubscription(
+        resp: int, prefix: str) -> None:
+    t = RedisTransport(settings(REDIS_URL, resp), prefix=prefix)
+    channel = f"{prefix}:one"
+    sub = RedisSubscription(t.client, {channel: "config"})
+    raw = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await expect(sub, "subscribed")
+        await kill(raw, sub)
+        await expect(sub, "subscribed")
+        assert sub.connected
+        await raw.publish(channel, b"hello")
+        await expect(sub, "config", b"hello")
     finally:
         await raw.aclose()
         await sub.aclose()
