@@ -12,12 +12,12 @@ from .errors import (
     HotReloadError,
     InputError,
     ProtocolError,
+    RecoveryNeeded,
     SettingsRejected,
     SignatureError,
     StartTimeout,
 )
-from .protocol import MISSING, Change, Envelope, Snapshot
-from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan
+from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan, Snapshot
 from .subscriber import (
     AsyncSubscriber,
     CacheHook,
@@ -27,6 +27,7 @@ from .subscriber import (
     SettingsChange,
     Subscriber,
 )
+from .wire import MISSING, Change, Envelope
 
 __all__ = [
     "MISSING",
@@ -51,6 +52,7 @@ __all__ = [
     "ProtocolError",
     "PublishResult",
     "Publisher",
+    "RecoveryNeeded",
     "Resync",
     "RollbackPlan",
     "Serializer",

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import yaml
 
-from ._dotted import MAX_DEPTH
+from .wire import MAX_DEPTH
 from .errors import DocumentError
 
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024

@@ -37,7 +37,7 @@ from pydantic_settings import (
 
 from ._parsers import load_yaml
 from .errors import ConfigError, ProtocolError
-from .protocol import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
+from .wire import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_ENV = "HOTRELOAD_CONFIG"
@@ -116,9 +116,26 @@ class SubscriberSettings(_Section):
     heartbeat_interval: float = Field(1.0, gt=0)
     #: Reconnect (and resync) when a PING gets no reply within this many seconds.
     heartbeat_timeout: float = Field(3.0, gt=0)
-    #: Compare the server's version with ours this often (seconds), as a backstop.
+    #: Compare the server's version with ours this often (seconds), as a backstop; the
+    #: instance's presence record is written in the same round trip.
     version_check_interval: float = Field(5.0, gt=0)
     reconnect_backoff_max: float = Field(5.0, gt=0)
+    #: The deadline of each server call a subscriber makes besides its subscription (loads,
+    #: replays, the backstop): past it the call is abandoned and retried.
+    command_timeout: float = Field(2.0, gt=0)
+    #: The longest gap replayed from the log (protocol §8 step 6); past it, a full load.
+    replay_limit: int = Field(1000, ge=1, le=100_000)
+    #: The service name this process reports in its presence record (canary targets use it).
+    service: str = ""
+
+
+class PublisherSettings(_Section):
+    """Tuning of publishers."""
+
+    #: Rewrite the checkpoint (protocol §4.3) when it is this many versions behind...
+    checkpoint_every: int = Field(512, ge=1)
+    #: ... or this many seconds old while behind at all.
+    checkpoint_interval: float = Field(2.0, gt=0)
 
 
 class SecuritySettings(_Section):
@@ -311,6 +328,7 @@ class HotReloadConfig(BaseSettings):
     prefix: str = DEFAULT_PREFIX
     log_maxlen: int = Field(10_000, ge=1)
     subscriber: SubscriberSettings = Field(default_factory=SubscriberSettings)
+    publisher: PublisherSettings = Field(default_factory=PublisherSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     postgres: PostgresSettings | None = None
     sources: SourcesSettings = Field(default_factory=SourcesSettings)

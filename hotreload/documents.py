@@ -34,7 +34,7 @@ from ._parsers import MAX_YAML_CHARS as MAX_YAML_CHARS
 from ._parsers import MAX_YAML_NODES as MAX_YAML_NODES
 from ._parsers import PARSERS, too_deep, yaml_line
 from .errors import ConfigError, DocumentError, ProtocolError, SettingsRejected
-from .protocol import MAX_DEPTH, flatten
+from .wire import MAX_DEPTH, flatten
 
 Format: TypeAlias = Literal["yaml", "json", "toml"]
 FORMATS: Final[tuple[str, ...]] = get_args(Format)

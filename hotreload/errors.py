@@ -10,6 +10,7 @@ HotReloadError
 ├── DocumentError            a settings document (YAML/JSON/TOML) cannot be read or parsed
 ├── BackendError             Redis or PostgreSQL could not be reached or failed
 ├── ConflictError            a publish lost too many races, or its expected version moved on
+├── RecoveryNeeded           the namespace on the server is lost, corrupt or older than seen
 ├── HistoryError             the event log no longer holds what was asked for
 └── StartTimeout             a subscriber did not load its first snapshot in time
 ```
@@ -20,6 +21,8 @@ password or a key.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class HotReloadError(Exception):
@@ -81,9 +84,34 @@ class ConflictError(HotReloadError):
     is no longer at the version the caller expected."""
 
 
+class RecoveryNeeded(HotReloadError):
+    """A partial publish cannot go on: the namespace on the server was lost, is unreadable, or
+    is older than this publisher has seen (a restored backup or a replay).
+
+    Publishing the whole settings (``replace``, ``hotreload publish --file``, the daemon) or
+    ``hotreload repair`` starts a new epoch from them. ``reason`` is ``lost``, ``corrupt`` or
+    ``stale``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class HistoryError(HotReloadError):
     """The event log no longer holds the events that were asked for."""
 
 
 class StartTimeout(HotReloadError):
     """A subscriber did not load its first snapshot within the given timeout."""
+
+
+def describe_validation(exc: Any, *, origin: str | None = None) -> str:
+    """One line for a pydantic ``ValidationError``: ``loc: msg; loc: msg`` (``origin: `` first
+    when given). The one formatter of validation errors (config, documents, subscribers)."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+    text = "; ".join(parts)
+    return f"{origin}: {text}" if origin else text

@@ -15,12 +15,22 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import protocol as p
 from ..config import HotReloadConfig
-from ..daemon.status import describe_daemon, read_daemon_status
 from ..errors import DocumentError, HotReloadError
 from ..publisher import AsyncPublisher, PublishResult, RollbackPlan
+from ..publisher.state import NamespaceState, plan_update
 from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
+from ..wire import (
+    MISSING,
+    Canary,
+    Change,
+    Envelope,
+    encode_event,
+    flatten,
+    flatten_texts,
+    loads,
+    unflatten,
+)
 from ._base import State, confirm, handle_errors, namespace_option
 
 T = TypeVar("T")
@@ -47,8 +57,8 @@ def parse_value(key: str, text: str) -> Any:
     if not stripped.startswith(_JSON_START) and not _JSON_SCALAR.fullmatch(stripped):
         return text
     try:
-        value = p.loads(stripped)
-    except ValueError as exc:
+        value = loads(stripped, what="value")
+    except (ValueError, HotReloadError) as exc:
         what = "is not valid JSON" if stripped.startswith(_JSON_START) else "is no JSON number"
         raise click.BadParameter(f"the value of {key!r} {what}: {exc} (for a string as "
                                  "written, pass --string)", param_hint="KEY=VALUE") from None
@@ -99,14 +109,14 @@ def _ts(ts: float) -> str:
 
 
 def _value(value: Any) -> str:
-    return "(absent)" if value is p.MISSING else json.dumps(value, ensure_ascii=False)
+    return "(absent)" if value is MISSING else json.dumps(value, ensure_ascii=False)
 
 
-def describe_change(change: p.Change) -> str:
+def describe_change(change: Change) -> str:
     """One key of a diff: ``key: old -> new``, ``key: added new``, ``key: deleted (was old)``."""
     if change.op != "set":
         return f"{change.key}: deleted (was {_value(change.old)})"
-    if change.old is p.MISSING:
+    if change.old is MISSING:
         return f"{change.key}: added {_value(change.new)}"
     return f"{change.key}: {_value(change.old)} -> {_value(change.new)}"
 
@@ -124,18 +134,48 @@ def never_published(namespace: str) -> HotReloadError:
                           "it): check -n or the config's namespace")
 
 
-def describe_envelope(env: p.Envelope) -> str:
-    head = f"v{env.version} {_ts(env.ts)} {env.kind} source={env.source} origin={env.origin}"
-    if env.kind == "config":
-        parts = [
-            f"{c.key}: {_value(c.old)} -> {_value(c.new)}" if c.op == "set"
-            else f"{c.key}: deleted (was {_value(c.old)})"
-            for c in env.changes
-        ]
-    else:
-        parts = (["everything"] if env.all else []) + list(env.keys) + [
-            f"{x}*" for x in env.prefixes]
-    return f"{head}  " + ", ".join(parts)
+def describe_envelope(env: Envelope) -> str:
+    """One line of ``history``: version, time, kind, who, and what changed."""
+    if env.kind == "invalidate":
+        return describe_line(f"seq {env.seq}", env.ts, "invalidate", env.source, env.origin,
+                             _invalidation_parts(env.keys, env.prefixes, env.all))
+    parts = [describe_change(c) for c in env.value_changes()]
+    if env.reset:
+        parts.append("(a new history: the whole state)")
+    if env.kind == "canary":
+        parts.append(f"canary {env.canary.id}" if isinstance(env.canary, Canary)
+                     else "canary aborted")
+    return describe_line(f"v{env.version}", env.ts, env.kind, env.source, env.origin, parts)
+
+
+def describe_line(label: str, ts: float, kind: str, source: str, origin: str,
+                  parts: Sequence[str]) -> str:
+    when = f" {_ts(ts)}" if ts else ""
+    return f"{label}{when} {kind} source={source} origin={origin}  " + ", ".join(parts)
+
+
+def _invalidation_parts(keys: Sequence[str], prefixes: Sequence[str],
+                        everything: bool) -> list[str]:
+    return (["everything"] if everything else []) + list(keys) + [f"{x}*" for x in prefixes]
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """A change as JSON (``tail --json``): ``old`` absent when the key did not exist."""
+    out: dict[str, Any] = {"op": change.op, "key": change.key}
+    if change.old is not MISSING:
+        out["old"] = change.old
+    if change.op == "set":
+        out["new"] = change.new
+    return out
+
+
+def overlay(document: dict[str, Any], sets: dict[str, Any],
+            deletes: Sequence[str]) -> dict[str, Any]:
+    """``document`` with ``KEY=VALUE`` assignments and ``--delete`` keys applied on top."""
+    state = NamespaceState.from_texts(flatten_texts(document), flatten(document))
+    changes, parsed = plan_update(state, sets, deletes)
+    state.apply(changes, parsed)
+    return unflatten(state.values)
 
 
 def _json_line(obj: Any) -> str:
@@ -176,9 +216,8 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
 
     async def body(pub: AsyncPublisher) -> PublishResult:
         if document is not None and not merge:
-            base = p.update(p.flatten(document), sets, deletes)
-            return await pub.replace(p.unflatten(base))
-        merged = {**p.flatten(document or {}), **sets}
+            return await pub.replace(overlay(document, sets, deletes))
+        merged = {**flatten(document or {}), **sets}
         return await pub.publish(merged, deletes)
 
     click.echo(describe_result(_run(state, namespace, body)))
@@ -222,7 +261,7 @@ def get(state: State, namespace: str | None, key: str | None, as_json: bool) -> 
             if not sub:
                 raise DocumentError(f"key {key!r} not found in {snap.namespace!r} "
                                     f"(v{snap.version})")
-            value = p.unflatten(sub)
+            value = unflatten(sub)
     if as_json:
         _echo_json({"namespace": snap.namespace, "version": snap.version, "key": key,
                     "value": value} if key else
@@ -247,8 +286,7 @@ def history(state: State, namespace: str | None, limit: int, as_json: bool) -> N
     """Print the newest events of the log, oldest first."""
     events = _run(state, namespace, lambda pub: pub.history(limit=limit))
     for env in events:
-        click.echo(json.dumps(env.to_json(), ensure_ascii=False) if as_json
-                   else describe_envelope(env))
+        click.echo(encode_event(env).decode() if as_json else describe_envelope(env))
     if not events and not as_json:
         click.echo("no events")
 
@@ -328,11 +366,11 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
             out(_json_line({
                 "type": "change", "namespace": ch.namespace, "version": ch.version,
                 "resync": ch.resync, "source": ch.source, "origin": ch.origin,
-                "changes": [c.to_json() for c in ch.changes]}))
+                "changes": [change_json(c) for c in ch.changes]}))
         else:
-            env = p.Envelope(ch.namespace, ch.version, "config", changes=ch.changes,
-                             source=ch.source, origin=ch.origin, ts=ch.ts)
-            out(describe_envelope(env) + ("  (resync)" if ch.resync else ""))
+            line = describe_line(f"v{ch.version}", ch.ts, "config", ch.source, ch.origin,
+                                 [describe_change(c) for c in ch.changes])
+            out(line + ("  (resync)" if ch.resync else ""))
         count()
 
     @sub.on_invalidate
@@ -343,10 +381,8 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
                 "keys": list(inv.keys), "prefixes": list(inv.prefixes), "all": inv.all,
                 "reason": inv.reason, "origin": inv.origin}))
         else:
-            env = p.Envelope(inv.namespace, inv.version, "invalidate", keys=inv.keys,
-                             prefixes=inv.prefixes, all=inv.all, source=inv.source,
-                             origin=inv.origin)
-            out(describe_envelope(env).replace(f" {_ts(0)}", ""))
+            out(describe_line(f"seq {inv.version}", 0.0, "invalidate", inv.source, inv.origin,
+                              _invalidation_parts(inv.keys, inv.prefixes, inv.all)))
         count()
 
     @sub.on_resync
@@ -381,6 +417,7 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
 def status(state: State, namespace: str | None, as_json: bool) -> None:
     """Namespace, version, checksum, subscribers listening (and daemons, if any)."""
     config = state.config
+    from ..daemon.status import describe_daemon, read_daemon_status
 
     async def body(pub: AsyncPublisher) -> dict[str, Any]:
         snap = await pub.snapshot()
@@ -395,7 +432,7 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
             "subscribers": await pub.subscribers(),
             "redis": config.redis.display_url(),
         }
-        info["daemons"] = await read_daemon_status(config, client=pub.redis)
+        info["daemons"] = await read_daemon_status(config)
         return info
 
     info = _run(state, namespace, body)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .. import protocol as p
 from .._loop import LoopThread
 from ..config import HotReloadConfig
-from .core import AsyncPublisher, PublishResult, RollbackPlan
+from ..wire import Envelope, Keys
+from .core import AsyncPublisher, PublishResult, RollbackPlan, Snapshot
 
 
 class Publisher:
@@ -47,7 +47,7 @@ class Publisher:
             finally:
                 self._thread.stop()
 
-    def keys(self, namespace: str | None = None) -> p.Keys:
+    def keys(self, namespace: str | None = None) -> Keys:
         return self._core.keys(namespace)
 
     def publish(
@@ -88,14 +88,14 @@ class Publisher:
                                                     source=source,
                                                     expected_version=expected_version))
 
-    def snapshot(self, namespace: str | None = None) -> p.Snapshot:
+    def snapshot(self, namespace: str | None = None) -> Snapshot:
         return self._thread.run(self._core.snapshot(namespace))
 
     def version(self, namespace: str | None = None) -> int:
         return self._thread.run(self._core.version(namespace))
 
     def history(self, namespace: str | None = None, *, limit: int = 20,
-                since: int = 0) -> list[p.Envelope]:
+                since: int = 0) -> list[Envelope]:
         return self._thread.run(self._core.history(namespace, limit=limit, since=since))
 
     def subscribers(self, namespace: str | None = None) -> int:

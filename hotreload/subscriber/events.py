@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from .. import protocol as p
+from ..wire import Change
 
 log = logging.getLogger("hotreload.subscriber")
 
@@ -22,7 +22,7 @@ class SettingsChange:
 
     namespace: str
     version: int
-    changes: tuple[p.Change, ...]
+    changes: tuple[Change, ...]
     old_settings: Any
     new_settings: Any
     source: str = ""
@@ -37,7 +37,7 @@ class SettingsChange:
     def matches(self, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
         if not keys and not prefixes:
             return True
-        return any(p.key_matches(c.key, keys, prefixes) for c in self.changes)
+        return any(key_matches(c.key, keys, prefixes) for c in self.changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ class Invalidation:
         """Whether a listener filtered on ``keys``/``prefixes`` should hear of this event."""
         if self.all or not (keys or prefixes):
             return True
-        if any(p.key_matches(k, keys, prefixes) for k in self.keys):
+        if any(key_matches(k, keys, prefixes) for k in self.keys):
             return True
         return any(x.startswith(q) or q.startswith(x)
                    for x in self.prefixes for q in (*keys, *prefixes))
@@ -185,3 +185,11 @@ class Dispatcher:
 
 def _name(func: Callable[[Any], Any]) -> str:
     return str(getattr(func, "__qualname__", func))
+
+
+def key_matches(key: str, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
+    """Whether a settings key is one of ``keys`` (or below one) or starts with a prefix."""
+    for k in keys:
+        if key == k or key.startswith(k + "."):
+            return True
+    return any(key.startswith(p) for p in prefixes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from .._loop import LoopThread
 from ..config import HotReloadConfig
@@ -29,11 +29,13 @@ class Subscriber(Generic[ModelT]):
         *,
         namespace: str | None = None,
         model: type[ModelT] | None = None,
+        service: str | None = None,
+        instance: str | None = None,
     ) -> None:
         self._thread = LoopThread(name="hotreload-subscriber")
         try:
             self._core: AsyncSubscriber[ModelT] = self._thread.run(
-                _build_subscriber(config, namespace, model))
+                _build_subscriber(config, namespace, model, service, instance))
         except BaseException:
             self._thread.stop()
             raise
@@ -60,8 +62,24 @@ class Subscriber(Generic[ModelT]):
         return self._core.version
 
     @property
+    def epoch(self) -> str | None:
+        return self._core.epoch
+
+    @property
     def received_version(self) -> int:
         return self._core.received_version
+
+    @property
+    def link_state(self) -> Literal["up", "down", "stale"]:
+        return self._core.link_state
+
+    @property
+    def service(self) -> str:
+        return self._core.service
+
+    @property
+    def instance(self) -> str:
+        return self._core.instance
 
     @property
     def last_error(self) -> str | None:
@@ -149,5 +167,7 @@ class Subscriber(Generic[ModelT]):
 
 
 async def _build_subscriber(config: HotReloadConfig | str | None, namespace: str | None,
-                            model: type[ModelT] | None) -> AsyncSubscriber[ModelT]:
-    return AsyncSubscriber(config, namespace=namespace, model=model)
+                            model: type[ModelT] | None, service: str | None,
+                            instance: str | None) -> AsyncSubscriber[ModelT]:
+    return AsyncSubscriber(config, namespace=namespace, model=model, service=service,
+                           instance=instance)

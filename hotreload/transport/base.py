@@ -264,6 +264,11 @@ class Transport(Protocol):
 
     async def delete_status(self, name: str) -> None: ...
 
+    async def purge(self, ns: str) -> int:
+        """Delete every key of the namespace (``<prefix>:{<ns>}:*``: settings, logs, presence,
+        L2 caches); returns how many. For throwaway namespaces (the demo, tests)."""
+        ...
+
     async def retire_legacy(self, ns: str, notice: bytes, ttl: float) -> int:
         """§13: mark the protocol-1 snapshot (if any) as protocol 2, publish ``notice`` on the
         protocol-1 channel, and let the protocol-1 keys expire after ``ttl`` seconds, atomically.

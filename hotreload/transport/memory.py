@@ -394,6 +394,14 @@ class MemoryTransport:
         return await self._call(f"sending an invalidation to {ns!r}", run, self.server.store,
                                 self.keys(ns))
 
+    async def purge(self, ns: str) -> int:
+        base = self.keys(ns).base + ":"
+
+        def run(s: Store) -> int:
+            return sum(s.delete(k) for k in list(s.data) if k.startswith(base))
+
+        return await self._call(f"deleting the keys of {ns!r}", run, self.server.store)
+
     async def retire_legacy(self, ns: str, notice: bytes, ttl: float) -> int:
         def run(s: Store) -> int:
             old = legacy_keys_for(ns, self.prefix)

@@ -235,6 +235,22 @@ class RedisTransport:
             raise _failed(f"sending an invalidation to {ns!r}", exc) from exc
         return _result(reply, epoch)
 
+    async def purge(self, ns: str) -> int:
+        pattern = _glob_escape(self.keys(ns).base) + ":*"
+        deleted = 0
+        try:
+            batch: list[bytes] = []
+            async for name in self._cmd.scan_iter(match=pattern, count=1000):
+                batch.append(name)
+                if len(batch) >= 1000:
+                    deleted += int(await self._cmd.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await self._cmd.unlink(*batch))
+        except REDIS_ERRORS as exc:
+            raise _failed(f"deleting the keys of {ns!r}", exc) from exc
+        return deleted
+
     async def retire_legacy(self, ns: str, notice: bytes, ttl: float) -> int:
         old = legacy_keys_for(ns, self.prefix)
         try:
@@ -429,3 +445,8 @@ class RedisSubscription:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         except REDIS_ERRORS as exc:
             log.debug("closing the pubsub link failed: %s", describe_error(exc))
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with Redis glob specials escaped, so SCAN MATCH finds it literally."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -62,6 +62,7 @@ from .leaves import (
     changes_to_json,
     check_prefix_free,
     diff_texts,
+    diff_values,
     document_of,
     flatten,
     flatten_texts,
@@ -85,6 +86,7 @@ from .values import (
     leaf_text,
     loads,
     parse_leaf_text,
+    same_value,
     texts_equal,
 )
 
@@ -143,6 +145,7 @@ __all__ = [
     "decode_invalidation_head",
     "decode_legacy_snapshot",
     "diff_texts",
+    "diff_values",
     "document_of",
     "encode_canary",
     "encode_checkpoint",
@@ -169,6 +172,7 @@ __all__ = [
     "on_load",
     "parse_leaf_text",
     "parse_leaves",
+    "same_value",
     "sign_event",
     "split_signature",
     "target_matches",

@@ -24,6 +24,7 @@ from .values import (
     key_problem,
     leaf_text,
     parse_leaf_text,
+    same_value,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "changes_to_json",
     "check_prefix_free",
     "diff_texts",
+    "diff_values",
     "document_of",
     "flatten",
     "flatten_texts",
@@ -445,3 +447,23 @@ def changes_to_json(changes: Iterable[LeafChange]) -> list[dict[str, str]]:
             item["new"] = ch.new
         out.append(item)
     return out
+
+
+def diff_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
+    """The changes (values) from leaves ``old`` to leaves ``new`` (key -> value), by key.
+
+    What a listener is told after a load or a canary switch, where no event lists them."""
+    changes: list[Change] = []
+    for key, value in new.items():
+        before = old.get(key, MISSING)
+        if before is MISSING:
+            changes.append(Change("set", key, MISSING, value))
+        elif not same_value(before, value):
+            changes.append(Change("set", key, before, value))
+    changes.extend(Change("delete", key, value) for key, value in old.items() if key not in new)
+    changes.sort(key=_change_key)
+    return tuple(changes)
+
+
+def _change_key(change: Change) -> str:
+    return change.key

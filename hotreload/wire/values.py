@@ -33,6 +33,7 @@ __all__ = [
     "loads",
     "nesting_exceeds",
     "parse_leaf_text",
+    "same_value",
     "texts_equal",
 ]
 
@@ -284,3 +285,25 @@ def texts_equal(a: str | bytes | None, b: str | bytes | None) -> bool:
     if isinstance(b, bytes):
         b = b.decode("utf-8", "surrogateescape")
     return a == b
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values have the same canonical leaf text (``true`` is not ``1``, ``1.0``
+    is not ``1``), comparing scalars without serialising them."""
+    if a is b:
+        return True
+    t = type(a)
+    if t is type(b):
+        if t is str or t is int or t is bool:
+            return bool(a == b)
+        if t is float:  # equal floats print alike, except 0.0 and -0.0
+            return bool(a == b) and math.copysign(1.0, a) == math.copysign(1.0, b)
+        if t is not list and t is not dict:
+            return False
+    elif not (isinstance(a, (list, tuple, Mapping)) and isinstance(b, (list, tuple, Mapping))):
+        return False
+    try:
+        return leaf_text(a) == leaf_text(b)
+    except ProtocolError:
+        return False
+

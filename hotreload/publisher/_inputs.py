@@ -1,7 +1,7 @@
 """Checks of the arguments given to the publisher: each bad one is one `InputError` line. No I/O.
 
-The checks of keys and values themselves live in `hotreload._dotted` (they raise
-`ProtocolError`; `input_errors` reports those as `InputError`).
+The checks of keys and values themselves live in `hotreload.wire` (they raise `ProtocolError`;
+`input_errors` reports those as `InputError`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ._dotted import check_text
-from .errors import InputError, ProtocolError
+from ..errors import InputError, ProtocolError
+
+
+def check_text(value: Any, what: str) -> str:
+    """``value`` if it is a str that UTF-8 can encode (no lone surrogate), else `InputError`."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a string, not {kind(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{what} {value[:40]!r} holds a lone surrogate (not valid UTF-8)"
+                             ) from None
+    return value
 
 
 @contextmanager
