@@ -396,17 +396,22 @@ class AsyncPublisher:
         return state
 
     async def _fresh_state(self, ns: str) -> tuple[NamespaceState, tuple[_Problem, str] | None]:
-        """The server's state, and what must be recovered before publishing on top of it."""
+        """The server's state, and what must be recovered before publishing on top of it (a
+        state with a problem is not kept: the next call reads the server again)."""
+        state, problem = await self._read_state(ns)
+        if problem is not None:
+            self._states.pop(ns, None)
+        return state, problem
+
+    async def _read_state(self, ns: str) -> tuple[NamespaceState, tuple[_Problem, str] | None]:
         seen = self._seen.get(ns)
         try:
             state = await self._load(ns)
         except ProtocolError as exc:
-            self._states.pop(ns, None)
             return NamespaceState(), ("corrupt", f"its state on the server is unreadable: {exc}")
         except BackendError as exc:
             if "WRONGTYPE" not in str(exc):
                 raise
-            self._states.pop(ns, None)
             return NamespaceState(), ("corrupt", f"a key of it has the wrong type: {exc}")
         if state.epoch is None:
             if seen is not None:

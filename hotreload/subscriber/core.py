@@ -685,7 +685,8 @@ class AsyncSubscriber(Generic[ModelT]):
         if job == "catch-up" and start.version >= 0:
             raw = await self.transport.head(self.namespace)
             head = _head_of(raw)
-            decision = on_head(start, head[0], head[1], head[2], recheck=True)
+            decision = on_head(start, head[0], head[1], head[2], recheck=True,
+                               replay_limit=self._tuning.replay_limit)
             if decision.verdict is Verdict.NOTHING:
                 self._resync_done(start, reason, replayed)
                 return
@@ -791,6 +792,7 @@ class AsyncSubscriber(Generic[ModelT]):
 
     def _hold(self, reason: str) -> None:
         """The server is behind us (or in an older epoch): never go backwards; report it."""
+        reason = _HOLD_REASONS.get(reason, reason)
         if self.server_note != reason:
             self.server_note = reason
             self.stats.holds += 1
@@ -857,7 +859,8 @@ class AsyncSubscriber(Generic[ModelT]):
             if self._resyncing:
                 continue
             head = _head_of(raw)
-            decision = on_head(self._pos, head[0], head[1], head[2], recheck=False)
+            decision = on_head(self._pos, head[0], head[1], head[2], recheck=False,
+                               replay_limit=self._tuning.replay_limit)
             if decision.verdict is Verdict.RECHECK:
                 await asyncio.sleep(RECHECK_SECONDS)  # events in flight explain a moment
                 try:
@@ -865,7 +868,8 @@ class AsyncSubscriber(Generic[ModelT]):
                         head = _head_of(await self.transport.head(self.namespace))
                 except (BackendError, TimeoutError):
                     continue
-                decision = on_head(self._pos, head[0], head[1], head[2], recheck=True)
+                decision = on_head(self._pos, head[0], head[1], head[2], recheck=True,
+                                   replay_limit=self._tuning.replay_limit)
             if decision.verdict in (Verdict.REPLAY, Verdict.LOAD):
                 self._request("load" if decision.verdict is Verdict.LOAD else "catch-up",
                               f"version check: {decision.reason}")
@@ -911,6 +915,18 @@ class AsyncSubscriber(Generic[ModelT]):
             link.down_logged = True
         link.connected = False
         self._events.set_trusted(False)
+
+
+_HOLD_REASONS: Final = {
+    "no-head": "the namespace has no state on the server (Redis restarted without persistence, "
+               "or was flushed?); keeping the last known settings until it is published again",
+    "behind": "the server holds an older version than this subscriber (restored from a backup, "
+              "or replayed?); keeping the newer settings until a publisher recovers it",
+    "older-epoch": "the server holds an older history (epoch) than this subscriber (restored "
+                   "from a backup, or replayed?); keeping the newer settings until a publisher "
+                   "recovers it",
+    "legacy": "the server holds protocol-1 settings older than this subscriber's",
+}
 
 
 def _head_of(raw: Any) -> tuple[str | None, int, str]:

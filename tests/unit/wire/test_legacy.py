@@ -1,13 +1,13 @@
 """legacy.py: protocol-1 snapshots and the migration notice (protocol §13).
 
-Cross-checked against the protocol-1 implementation itself (hotreload.protocol).
+Cross-checked against the protocol-1 implementation itself (a frozen copy in tests/legacy_v1).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from hotreload import protocol as v1
+from tests.legacy_v1 import protocol as v1
 from hotreload.errors import ProtocolError, SignatureError
 from hotreload.wire import decode_legacy_snapshot, legacy_keys_for, legacy_notice
 from hotreload.wire.legacy import LEGACY_TTL_SECONDS, legacy_checksum
