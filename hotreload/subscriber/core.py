@@ -777,15 +777,13 @@ class AsyncSubscriber(Generic[ModelT]):
         if not state.legacy:
             self.server_note = None
         self._pos = Position(state.epoch, state.version, state.checksum)
-        self._raw_flat = state.flat
+        self._raw_flat = state.tree[1]
         self._canary = state.canary
         if not first:
             # Events were missed and could not be replayed: caches must forget everything.
             await self._flush_caches(self._ipos[1])
-        flat, index = index_tree(state.nested)
         await self._settle(state.version, None, "snapshot", "", state.updated_at, not first,
-                           notify=not first or self._ready.is_set(),
-                           tree=(state.nested, flat, index))
+                           notify=not first or self._ready.is_set(), tree=state.tree)
         if self.last_error is None and self._current.version != state.version:
             self._current = dataclasses.replace(self._current, version=state.version)
         self._advanced()

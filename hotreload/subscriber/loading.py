@@ -16,6 +16,7 @@ from ..transport import RawLeaves, RawLoad
 from ..wire import (
     EMPTY_CHECKSUM,
     Canary,
+    Change,
     Digester,
     Envelope,
     InvalidationHead,
@@ -25,24 +26,25 @@ from ..wire import (
     decode_head,
     decode_invalidation_head,
     decode_legacy_snapshot,
-    flatten,
     parse_leaf_text,
     unflatten,
 )
 from ..wire.values import DECODER
+from .frozen import index_tree, patch_tree
+from .state import Tree
 
 #: The most change-log entries a load applies on top of a checkpoint (protocol §12).
 MAX_TAIL: Final = 10_000
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """A namespace's state as loaded: head fields, leaf values, the nested document."""
+    """A namespace's state as loaded: head fields, and the settings as a `Tree` (the nested
+    document, its leaves, and the index of every path, built in one pass)."""
 
     epoch: str | None
     version: int
     checksum: str
-    flat: dict[str, Any]
-    nested: dict[str, Any]
+    tree: Tree
     canary: Canary | None
     inv: InvalidationHead | None
     legacy: bool = False
@@ -66,10 +68,9 @@ def assemble(ns: str, raw: RawLoad, *, key: bytes | None, max_bytes: int) -> Sta
     if head is None:
         snap = decode_legacy_snapshot(ns, raw.legacy, key=key) if raw.legacy else None
         if snap is not None:  # protocol 1, not migrated yet (§13): epoch None, its version
-            flat = flatten(snap.settings)
-            return State(None, snap.version, EMPTY_CHECKSUM, flat, snap.settings, None, inv,
+            return State(None, snap.version, EMPTY_CHECKSUM, _tree(snap.settings), None, inv,
                          legacy=True)
-        return State(None, 0, EMPTY_CHECKSUM, {}, {}, None, inv)
+        return State(None, 0, EMPTY_CHECKSUM, _EMPTY, None, inv)
     try:
         ckpt = decode_checkpoint(ns, raw.checkpoint, key=key)
     except ProtocolError:
@@ -79,7 +80,7 @@ def assemble(ns: str, raw: RawLoad, *, key: bytes | None, max_bytes: int) -> Sta
     want = head.version - ckpt.version
     if want > MAX_TAIL or len(raw.tail) != want:
         return NEED_LEAVES
-    flat = flatten(ckpt.settings)
+    tree = _tree(ckpt.settings)
     checksum = ckpt.checksum
     digester = Digester(key)
     expected = ckpt.version + 1
@@ -91,17 +92,12 @@ def assemble(ns: str, raw: RawLoad, *, key: bytes | None, max_bytes: int) -> Sta
             if checksum != env.checksum:
                 raise ProtocolError(f"log of {ns!r}: v{env.version} does not give its checksum",
                                     reason="checksum")
-            for ch in env.value_changes():
-                if ch.op == "set":
-                    flat[ch.key] = ch.new
-                else:
-                    flat.pop(ch.key, None)
+            tree = _patched(tree, env.value_changes())
         expected += 1
     if checksum != head.checksum:
         raise ProtocolError(f"{ns!r}: checkpoint and log do not give the head's checksum",
                             reason="checksum")
-    nested = unflatten(flat) if raw.tail else ckpt.settings
-    return State(head.epoch, head.version, checksum, flat, nested, head.canary, inv,
+    return State(head.epoch, head.version, checksum, tree, head.canary, inv,
                  updated_at=head.updated_at)
 
 
@@ -110,7 +106,7 @@ def assemble_leaves(ns: str, raw: RawLeaves, *, key: bytes | None,
     """The state described by the head and every leaf (the slow, always available path)."""
     head = decode_head(ns, raw.meta, key=key)
     if head is None:
-        return State(None, 0, EMPTY_CHECKSUM, {}, {}, None, inv)
+        return State(None, 0, EMPTY_CHECKSUM, _EMPTY, None, inv)
     texts = {_text(k): _text(v) for k, v in raw.leaves.items()}
     if len(texts) != head.count:
         raise ProtocolError(f"{ns!r}: the head counts {head.count} leaves, the server holds "
@@ -120,8 +116,31 @@ def assemble_leaves(ns: str, raw: RawLeaves, *, key: bytes | None,
         raise ProtocolError(f"{ns!r}: the leaves do not give the head's checksum",
                             reason="checksum")
     flat = _parse_texts(ns, texts)
-    return State(head.epoch, head.version, checksum, flat, unflatten(flat), head.canary, inv,
+    return State(head.epoch, head.version, checksum, _tree(unflatten(flat)), head.canary, inv,
                  updated_at=head.updated_at)
+
+
+_EMPTY: Final[Tree] = ({}, {}, {})
+
+
+def _tree(nested: dict[str, Any]) -> Tree:
+    flat, index = index_tree(nested)
+    return nested, flat, index
+
+
+def _patched(tree: Tree, changes: tuple[Change, ...]) -> Tree:
+    """``tree`` with one event's changes: only the changed paths copied, or rebuilt."""
+    nested, flat, index = tree
+    new_flat = dict(flat)
+    for ch in changes:
+        if ch.op == "set":
+            new_flat[ch.key] = ch.new
+        else:
+            new_flat.pop(ch.key, None)
+    patched = patch_tree(nested, index, changes)
+    if patched is None:
+        return _tree(unflatten(new_flat))
+    return patched[0], new_flat, patched[1]
 
 
 def _check_tail_event(ns: str, env: Envelope, epoch: str, expected: int) -> None:
