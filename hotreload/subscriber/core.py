@@ -123,6 +123,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self._ipos: tuple[str | None, int] = (None, -1)
         # the validated settings every reader sees (swapped atomically)
         self._current = Current(0, {}, {}, self._empty_settings(), {})
+        self._applied_epoch: str | None = None  # the epoch of the current settings
         self.get = self._current.index.get
         self._swap_hooks: list[Callable[[Current], None]] = []
         self._events = Dispatcher(self.namespace)
@@ -545,6 +546,7 @@ class AsyncSubscriber(Generic[ModelT]):
             return
         self.last_error = None
         self._swap(new)
+        self._applied_epoch, old_epoch = self._pos.epoch, self._applied_epoch
         self._ready.set()
         if not notify or not self._events.wants_changes:
             return  # the initial load is not a change; and nobody would hear of it
@@ -552,9 +554,9 @@ class AsyncSubscriber(Generic[ModelT]):
             changes = diff_values(old.flat, new.flat)
         changes = _read_only(changes)  # listeners must not reach into the live settings
         if changes:
-            await self._events.change(SettingsChange(self.namespace, version, changes,
-                                                     old.settings, new.settings, source,
-                                                     origin, ts, resync))
+            await self._events.change(SettingsChange(
+                self.namespace, version, changes, old.settings, new.settings, source, origin,
+                ts, resync, self._pos.epoch, old_epoch))
 
     def _empty_settings(self) -> Any:
         return self._build(0, {}).settings if self.model is None else None

@@ -18,7 +18,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True, slots=True)
 class SettingsChange:
-    """What a change listener receives: the changes of one version, old and new settings."""
+    """What a change listener receives: the changes of one version, old and new settings.
+
+    Versions count within an ``epoch`` (docs/protocol.md §4.5): when the namespace was lost or
+    recovered on the server, a new epoch starts again at version 1, so ``version`` can be
+    smaller than the one before; ``epoch_changed`` is then True (and ``old_epoch`` says which
+    history the old settings came from).
+    """
 
     namespace: str
     version: int
@@ -29,6 +35,12 @@ class SettingsChange:
     origin: str = ""
     ts: float = 0.0
     resync: bool = False
+    epoch: str | None = None
+    old_epoch: str | None = None
+
+    @property
+    def epoch_changed(self) -> bool:
+        return self.epoch != self.old_epoch
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -85,6 +85,8 @@ async def test_redis_losing_its_data_keeps_the_last_settings_then_follows_the_ne
     sub = await pods.subscriber()
     hook = Recorder()
     sub.register_cache(hook)
+    changes: list[SettingsChange] = []
+    sub.on_change(changes.append)
     pods.server.lose_data()
     await eventually(lambda: sub.server_note is not None, what="the loss noticed")
     assert "no state on the server" in sub.server_note
@@ -93,6 +95,8 @@ async def test_redis_losing_its_data_keeps_the_last_settings_then_follows_the_ne
     result = await pods.publisher().replace({"db": {"host": "b"}, "n": 2})
     await eventually(lambda: sub.get("db.host") == "b", what="the new history")
     assert sub.epoch == result.epoch and sub.server_note is None
+    (change,) = changes  # version 1 of a new epoch: listeners are told the history changed
+    assert change.version == 1 and change.epoch_changed and change.epoch == result.epoch
 
 
 async def test_rejected_settings_keep_the_last_good_ones(pods: Pods) -> None:
