@@ -97,6 +97,14 @@ class StartTimeout(HotReloadError):
     """A subscriber did not load its first snapshot within the given timeout."""
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line about an error (of a server, a driver, a source), to log or show: its first line,
+    at most 300 characters, or its type's name when it has no text. libpq's and redis-py's
+    messages never hold a password; hotreload's own errors never do."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
 # --------------------------------------------------------------------------- pydantic errors
 
 
