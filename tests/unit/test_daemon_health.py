@@ -153,3 +153,17 @@ def test_describe_daemon() -> None:
         "daemon h:7 leader, redis up, published app v3",
         "  source files: running, rejections yaml=2; last error (yaml): a.yaml:3: bad",
     ]
+
+
+def test_the_daemon_has_one_backoff() -> None:
+    """Every retry loop of the daemon sleeps `Backoff.next()`: none draws its own jitter."""
+    import re
+    from pathlib import Path
+
+    import hotreload.daemon
+
+    root = Path(hotreload.daemon.__file__).parent
+    own = [str(p.relative_to(root)) for p in sorted(root.rglob("*.py"))
+           if re.search(r"^\s*(import random|from random )|\*\* *min\(attempt",
+                        p.read_text(encoding="utf-8"), flags=re.M)]
+    assert own == []
