@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 from aiohttp import web
@@ -10,8 +9,6 @@ from aiohttp import web
 from ...errors import ConfigError
 from .app import create_app
 from .base import HttpDaemon
-
-log = logging.getLogger("hotreload.daemon.http")
 
 #: Seconds the server waits for requests in flight when it stops (the daemon's whole stop
 #: stays well under 2 s).
