@@ -36,7 +36,7 @@ from pydantic_settings import (
 )
 
 from ._parsers import load_yaml
-from .errors import ConfigError, ProtocolError
+from .errors import ConfigError, ProtocolError, validation_problems
 from .wire import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -408,20 +408,15 @@ def _format_errors(exc: ValidationError, origin: str, overrides: frozenset[str])
     """One line: the file's problems after its name, each variable's after the variable's."""
     from_file: list[str] = []
     from_env: list[str] = []
-    for err in exc.errors(include_url=False):
-        parts = tuple(err["loc"])
-        loc = ".".join(str(p) for p in parts) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            problem = f"unknown key '{loc}'"
-        else:
-            problem = f"{loc}: " + err["msg"].removeprefix("Value error, ")
+    for problem in validation_problems(exc):
+        parts = problem.loc
         var = None if parts[:1] and parts[0] in overrides else env_var_for(parts)
         if var is None:
-            from_file.append(problem)
+            from_file.append(f"{problem.key}: {problem.message}")
         elif var.upper() == ENV_PREFIX + "__".join(str(p) for p in parts).upper():
-            from_env.append(f"{var}: {problem.removeprefix(f'{loc}: ')}")
+            from_env.append(f"{var}: {problem.message}")  # the variable names the key
         else:
-            from_env.append(f"{var}: {problem}")
+            from_env.append(f"{var}: {problem.key}: {problem.message}")
     head = [f"{origin}: " + "; ".join(from_file)] if from_file else []
     return "; ".join(head + from_env)
 

@@ -17,12 +17,18 @@ HotReloadError
 
 Third-party exceptions (redis-py, psycopg, pydantic, yaml) are wrapped at the seam with
 ``raise ... from exc``; the message of every error here is safe to log: it never holds a
-password or a key.
+password or a key. A pydantic ``ValidationError`` becomes one line through
+`describe_validation` (or `validation_problems`, for callers that place each problem).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pydantic is imported by the caller that has an error to describe
+    from pydantic import ValidationError
 
 
 class HotReloadError(Exception):
@@ -106,12 +112,59 @@ class StartTimeout(HotReloadError):
     """A subscriber did not load its first snapshot within the given timeout."""
 
 
-def describe_validation(exc: Any, *, origin: str | None = None) -> str:
-    """One line for a pydantic ``ValidationError``: ``loc: msg; loc: msg`` (``origin: `` first
-    when given). The one formatter of validation errors (config, documents, subscribers)."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
-    text = "; ".join(parts)
-    return f"{origin}: {text}" if origin else text
+def describe_error(exc: BaseException) -> str:
+    """One line about an error (of a server, a driver, a source), to log or show: its first line,
+    at most 300 characters, or its type's name when it has no text. libpq's and redis-py's
+    messages never hold a password; hotreload's own errors never do."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+# --------------------------------------------------------------------------- pydantic errors
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationProblem:
+    """One problem of a pydantic ``ValidationError``: where it is and why, safe to show."""
+
+    loc: tuple[str | int, ...]
+    """The path as pydantic gives it (``("db", "hosts", 0)``)."""
+    key: str
+    """The path as shown: ``db.hosts[0]``, or ``(top level)``."""
+    message: str
+    """Why: ``unknown key``, ``required key is missing``, or pydantic's message (without its
+    ``Value error,`` prefix). Never the rejected input itself."""
+
+
+def show_path(loc: Sequence[str | int]) -> str:
+    """A settings path for messages: ``db.hosts[0].port``; ``(top level)`` when empty."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
+def validation_problems(exc: ValidationError) -> list[ValidationProblem]:
+    """Each problem of ``exc``, in pydantic's order (the one formatter of pydantic errors)."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+        out.append(ValidationProblem(loc, show_path(loc), message))
+    return out
+
+
+def describe_validation(exc: ValidationError, *, origin: str | None = None,
+                        label: Callable[[ValidationProblem], str] | None = None) -> str:
+    """``exc`` as one line: ``origin: key: why; key: why`` (without ``origin``: no prefix).
+
+    ``label`` may replace how a problem's key is shown (e.g. to add its line in a file).
+    """
+    shown = "; ".join(f"{label(p) if label is not None else p.key}: {p.message}"
+                      for p in validation_problems(exc))
+    return f"{origin}: {shown}" if origin else shown

@@ -432,7 +432,7 @@ def status(state: State, namespace: str | None, as_json: bool) -> None:
             "subscribers": await pub.subscribers(),
             "redis": config.redis.display_url(),
         }
-        info["daemons"] = await read_daemon_status(config)
+        info["daemons"] = await read_daemon_status(config, transport=pub.transport)
         return info
 
     info = _run(state, namespace, body)

@@ -10,6 +10,7 @@ from ..config import http_address
 from ..errors import ConfigError
 from ..logs import DAEMON_LEVEL, configure_logging
 from ._base import State, handle_errors
+from ._extras import require_extra
 
 
 @click.command("daemon")
@@ -22,6 +23,7 @@ def daemon(state: State, http: str | None) -> None:
 
     Runs until SIGTERM or SIGINT, then stops cleanly (exit status 0). See docs/daemon.md.
     """
+    require_extra("daemon", "the daemon")
     from ..daemon.core import Daemon
 
     config = state.config

@@ -20,10 +20,11 @@ from typing import Any, Literal
 from .._backoff import Backoff
 from .._version import __version__
 from ..config import HotReloadConfig
-from ..connection import describe_error, make_client
+from ..errors import describe_error
 from ..publisher import AsyncPublisher
+from ..transport import Transport, open_transport
 from .election import Election, Role
-from .http import HealthServer
+from .http import HttpServer
 from .metrics import Metrics
 from .pending import SourceState
 from .reconciler import Reconciler
@@ -34,7 +35,7 @@ from .status import (
     delete_status,
     describe_daemon,
     read_daemon_status,
-    status_key,
+    status_name,
     write_status,
 )
 
@@ -67,16 +68,15 @@ class Daemon:
         self.leader = build_leader(config) if leader == "auto" else leader
         self.handle_signals = handle_signals
         self.metrics = Metrics()
-        self.redis = make_client(config)
-        self.publisher = AsyncPublisher(config, source="daemon", client=self.redis)
+        self.transport: Transport = open_transport(config)
+        self.publisher = AsyncPublisher(config, source="daemon", transport=self.transport)
         self.reconciler = Reconciler(
-            self.publisher, self.metrics, ping=self.redis.ping,
+            self.publisher, self.metrics, ping=self.transport.ping,
             backoff_max=config.daemon.redis_backoff_max, on_reconnect=self.request_reconcile,
         )
-        self.http: HealthServer | None = None
+        self.http: HttpServer | None = None
         if config.daemon.http is not None:
-            self.http = HealthServer(config.daemon.http, readiness=self.readiness,
-                                     metrics=self.metrics.render)
+            self.http = HttpServer(config.daemon.http, self)
         self.election = Election(
             self.leader, backoff_max=config.daemon.redis_backoff_max, on_lead=self._lead,
             on_follow=self.reconciler.close_gate, on_change=self._role_changed,
@@ -90,6 +90,11 @@ class Daemon:
         self._status_now = asyncio.Event()
         self._crash: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def status_name(self) -> str:
+        """The name of this daemon's status document: ``{host}:{pid}``."""
+        return status_name(self.host, self.pid)
 
     @property
     def role(self) -> Role | None:
@@ -205,8 +210,7 @@ class Daemon:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_STEP_TIMEOUT)
-        key = status_key(self.config.prefix, self.host, self.pid)
-        steps = [asyncio.create_task(delete_status(self.redis, key))]
+        steps = [asyncio.create_task(delete_status(self.transport, self.status_name))]
         if self.leader is not None:
             steps.append(asyncio.create_task(self.leader.release()))
         if self.http is not None:
@@ -220,7 +224,8 @@ class Daemon:
                 log.debug("shutdown step failed: %s", describe_error(exc))
         try:
             async with asyncio.timeout(STOP_STEP_TIMEOUT):
-                await self.redis.aclose()
+                await self.publisher.aclose()
+                await self.transport.aclose()
         except Exception as exc:
             log.debug("closing Redis failed: %s", describe_error(exc))
         self.election.set_role(None)
@@ -260,10 +265,9 @@ class Daemon:
             await self.reconcile_sources()
 
     async def _status_loop(self) -> None:
-        key = status_key(self.config.prefix, self.host, self.pid)
         while True:
             self._status_now.clear()
-            await write_status(self.redis, key, self.status())
+            await write_status(self.transport, self.status_name, self.status())
             try:  # every STATUS_INTERVAL, and at once when the role changes
                 async with asyncio.timeout(STATUS_INTERVAL):
                     await self._status_now.wait()

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import typing
 
-from ..errors import ConfigError
+from .. import errors
 from .base import (
     HEAD_PROTOCOL,
     CacheStore,
@@ -24,7 +24,7 @@ from .base import (
 )
 from .memory import MemoryServer, MemoryTransport
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ..config import HotReloadConfig
 
     def _memory_is_a_transport(memory: MemoryTransport) -> Transport:  # checked by mypy only
@@ -43,6 +43,7 @@ __all__ = [
     "RawLoad",
     "Subscription",
     "Transport",
+    "is_outage",
     "open_transport",
 ]
 
@@ -57,5 +58,24 @@ def open_transport(config: HotReloadConfig) -> Transport:
         from .redis import RedisTransport
 
         return RedisTransport(config.redis, prefix=config.prefix)
-    raise ConfigError(f"redis.url {config.redis.display_url()}: unsupported scheme "
+    raise errors.ConfigError(f"redis.url {config.redis.display_url()}: unsupported scheme "
                       f"{scheme or '(none)'!r}; use redis://, rediss:// or unix://")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if ``exc`` means the link to the server failed (retry later), not that the server
+    refused one command.
+
+    ``exc`` is what a transport raised: a `BackendError` is judged by the driver's error it
+    wraps (its ``__cause__``), so a refused or cut connection or a timeout is an outage and an
+    error reply (``WRONGTYPE``, ``OOM``, ``READONLY``...) or a `BackendError` of its own is not.
+    A bare socket error or timeout is an outage too.
+    """
+    cause = exc.__cause__ if isinstance(exc, errors.BackendError) else exc
+    if isinstance(cause, (OSError, TimeoutError)):  # ConnectionError is an OSError
+        return True
+    if type(cause).__module__.startswith("redis."):  # redis-py is loaded: its error is here
+        from ._client import OUTAGE_ERRORS
+
+        return isinstance(cause, OUTAGE_ERRORS)
+    return False

@@ -15,6 +15,11 @@ from ..errors import BackendError
 
 #: Errors of redis-py (and the socket layer) that mean "the server or the link failed".
 REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (redis.exceptions.RedisError, OSError)
+#: Those of them that mean "the link failed" (retry later), not "the server refused a command"
+#: (an error reply such as WRONGTYPE, OOM or READONLY).
+OUTAGE_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, TimeoutError,
+)
 
 
 def keepalive_options(s: RedisSettings) -> dict[int, int]:

@@ -183,7 +183,8 @@ class MemoryServer:
             self.calls += 1
             if self._failures > 0:
                 self._failures -= 1
-                raise BackendError(f"{self.describe()}: connection refused (injected failure)")
+                raise BackendError(f"{self.describe()}: connection refused (injected failure)"
+                                   ) from ConnectionRefusedError("injected failure")
 
     async def _wait_thaw(self) -> None:
         loop = asyncio.get_running_loop()

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
+from hotreload.errors import ProtocolError, SignatureError
+
 from ._dotted import (
     MAX_DEPTH,
     MISSING,
@@ -39,7 +41,6 @@ from ._dotted import (
     unflatten,
     update,
 )
-from hotreload.errors import ProtocolError, SignatureError
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hotreload.cache.l2 import JsonSerializer, Serializer, glob_escape
 
 from hotreload.cache.l1 import L1Cache
-from hotreload.cache.l2 import JsonSerializer, Serializer, glob_escape
 from hotreload.cache.state import Echoes, Fences, Flights, Scope
 
 

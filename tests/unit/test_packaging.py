@@ -37,8 +37,10 @@ def _readme_install_args() -> list[str]:
 
 def test_dev_extra_brings_everything_the_test_suite_needs() -> None:
     dev = _extra("dev")
-    for other in ("bench", "demo"):  # the suite runs the benchmarks' smoke test and the demo
+    # the suite runs the daemon, the benchmarks' smoke test and the demo, and lint-imports
+    for other in ("daemon", "bench", "demo"):
         assert _extra(other) <= dev, (other, _extra(other) - dev)
+    assert "import-linter" in dev
 
 
 def test_ci_installs_with_exactly_the_readmes_line() -> None:

@@ -14,7 +14,7 @@ import redis.exceptions
 from hotreload.config import HotReloadConfig
 from hotreload.daemon.metrics import Metrics
 from hotreload.daemon.pending import MAX_PENDING_KEYS
-from hotreload.daemon.reconciler import Reconciler, is_outage
+from hotreload.daemon.reconciler import Reconciler
 from hotreload.daemon.status import describe_daemon
 from hotreload.errors import BackendError, ProtocolError
 from hotreload.publisher import AsyncPublisher, PublishResult
@@ -217,8 +217,15 @@ async def test_bad_documents_are_rejected_not_published(fake: Any) -> None:
     rec.open_gate()
     await rec.desired("app", {"x": float("nan")}, source="files")
     await rec.desired("bad ns", {"x": 1}, source="files")
+    deep: Any = []
+    for _ in range(33):  # a leaf nests at most 32 levels (docs/protocol.md §2)
+        deep = [deep]
+    await rec.desired("app", {"x": deep}, source="files")
+    assert "nests more than 32 levels" in rec.sources["files"].last_error["detail"]
+    long_key = {"k" * 513: 1}  # a key has at most 512 bytes
+    await rec.desired("app", long_key, source="files")
     assert rec.pending() == []
-    assert rec.sources["files"].rejections == {"document": 2}
+    assert rec.sources["files"].rejections == {"document": 4}
     assert pub.calls == []
 
 
@@ -278,23 +285,6 @@ async def test_idempotent_against_a_real_publisher() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def test_only_connection_errors_are_outages() -> None:
-    def wrapped(cause: BaseException) -> BackendError:
-        exc = BackendError("publishing")
-        exc.__cause__ = cause
-        return exc
-
-    assert is_outage(redis.exceptions.ConnectionError("refused"))
-    assert is_outage(redis.exceptions.TimeoutError("timed out"))
-    assert is_outage(OSError("unreachable"))
-    assert is_outage(wrapped(redis.exceptions.ConnectionError("refused")))
-    assert not is_outage(redis.exceptions.ResponseError("WRONGTYPE"))
-    assert not is_outage(wrapped(redis.exceptions.ResponseError("OOM command not allowed")))
-    assert not is_outage(wrapped(redis.exceptions.ReadOnlyError("READONLY")))
-    assert not is_outage(BackendError("no cause"))
-    assert not is_outage(ProtocolError("too big"))
 
 
 async def test_a_failing_namespace_does_not_stop_the_others() -> None:

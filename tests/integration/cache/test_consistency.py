@@ -9,14 +9,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import hotreload.cache.l2 as l2mod
 import pytest
 import redis
 import redis.asyncio as aioredis
+from hotreload.cache.l2 import L2Store
 
-import hotreload.cache.l2 as l2mod
 from hotreload import AsyncPublisher, HotReloadConfig
 from hotreload.cache import TwoLevelCache
-from hotreload.cache.l2 import L2Store
 
 from .conftest import REDIS_URL, CacheFactory, Store, await_until, wait_until
 

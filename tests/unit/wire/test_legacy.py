@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.legacy_v1 import protocol as v1
 from hotreload.errors import ProtocolError, SignatureError
 from hotreload.wire import decode_legacy_snapshot, legacy_keys_for, legacy_notice
 from hotreload.wire.legacy import LEGACY_TTL_SECONDS, legacy_checksum
+from tests.legacy_v1 import protocol as v1
 
 
 def v1_snapshot(settings: dict[str, object], key: bytes | None = None) -> dict[bytes, bytes]:
