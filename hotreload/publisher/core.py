@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,9 @@ from ..errors import (
 from ..transport import Commit, Transport, open_transport
 from ..wire import (
     MISSING,
+    UNSET,
+    Canary,
+    CanaryTarget,
     Change,
     Digester,
     Envelope,
@@ -49,6 +53,7 @@ from ..wire import (
     decode_head,
     decode_invalidation_head,
     decode_legacy_snapshot,
+    diff_texts,
     encode_checkpoint,
     encode_event,
     encode_head,
@@ -58,10 +63,14 @@ from ..wire import (
     loads,
     new_epoch,
     unflatten,
+    value_change,
 )
 from ..wire.legacy import LEGACY_TTL_SECONDS
+from ..wire.presence import PresenceRecord, decode_presence
 from ._inputs import check_text, check_version, flag, input_errors, mapping, strings
+from .rollout import Rollout, in_scope, judge
 from .state import NamespaceState, plan_replace, plan_update, settings_json, value_changes
+from .targets import parse_target
 
 log = logging.getLogger("hotreload.publisher")
 
@@ -238,22 +247,25 @@ class AsyncPublisher:
         *,
         namespace: str | None = None,
         source: str | None = None,
+        ack: bool = False,
     ) -> PublishResult:
         """Set and delete dotted keys as one event with one version (no-op if nothing changes).
 
-        A bad argument raises `InputError` before anything is sent. On a namespace that was
-        lost, is corrupt or is older than this publisher has seen, raises `RecoveryNeeded`."""
+        ``ack``: subscribers report at once when they applied it (for `wait_applied`). A bad
+        argument raises `InputError` before anything is sent. On a namespace that was lost, is
+        corrupt or is older than this publisher has seen, raises `RecoveryNeeded`."""
         with input_errors():
             sets = dict(mapping({} if changes is None else changes, "changes"))
             deletes = list(strings(delete, "delete"))
             plan_update(NamespaceState(), sets, deletes)  # every check, before any I/O
             ns, src = self._target(namespace, source)
+            flag(ack, "ack")
         return await self._commit(ns, src, lambda st: plan_update(st, sets, deletes),
-                                  partial=True)
+                                  partial=True, ack=ack)
 
     async def replace(
         self, document: Mapping[str, Any], *, namespace: str | None = None,
-        source: str | None = None,
+        source: str | None = None, ack: bool = False,
     ) -> PublishResult:
         """Make the namespace's settings exactly ``document``: one event with the diff.
 
@@ -264,7 +276,185 @@ class AsyncPublisher:
             doc = loads(_canonical(document))  # a private deep copy
             plan_replace(NamespaceState(), doc)
             ns, src = self._target(namespace, source)
-        return await self._commit(ns, src, lambda st: plan_replace(st, doc), partial=False)
+            flag(ack, "ack")
+        return await self._commit(ns, src, lambda st: plan_replace(st, doc), partial=False,
+                                  ack=ack)
+
+    async def plan(self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (),
+                   *, document: Mapping[str, Any] | None = None,
+                   namespace: str | None = None) -> tuple[Change, ...]:
+        """What `publish` (or `replace`, with ``document``) would change now; nothing is sent
+        (``hotreload publish --dry-run``)."""
+        with input_errors():
+            ns, _ = self._target(namespace, None)
+            sets = dict(mapping({} if changes is None else changes, "changes"))
+            deletes = list(strings(delete, "delete"))
+            doc = None if document is None else loads(_canonical(
+                mapping(document, "the document")))
+        state = await self._load(ns)
+        with input_errors():
+            leaf_changes, parsed = (plan_replace(state, doc) if doc is not None
+                                    else plan_update(state, sets, deletes))
+        return value_changes(state, leaf_changes, parsed)
+
+    async def diff(self, from_version: int, to_version: int | None = None, *,
+                   namespace: str | None = None) -> tuple[Change, ...]:
+        """What changed from ``from_version`` to ``to_version`` (default: the current one) of the
+        current epoch, from the change log (``hotreload diff``)."""
+        with input_errors():
+            check_version(from_version, "diff needs version numbers")
+            if to_version is not None:
+                check_version(to_version, "diff needs version numbers")
+            ns, _ = self._target(namespace, None)
+        state = await self._load(ns)
+        upto = state.version if to_version is None else to_version
+        for v in (from_version, upto):
+            if not 0 <= v <= state.version:
+                raise HistoryError(f"version {v} is not between 0 and {state.version}")
+        old = await self._texts_at(ns, state, from_version)
+        new = await self._texts_at(ns, state, upto)
+        return tuple(value_change(ch) for ch in diff_texts(old, new))
+
+    # ------------------------------------------------------------------ who runs what (§11)
+
+    async def instances(self, namespace: str | None = None, *,
+                        service: str | None = None) -> list[PresenceRecord]:
+        """The live subscribers of a namespace (their presence records), by instance id;
+        ``service``: only those whose service name matches this glob."""
+        with input_errors():
+            ns, _ = self._target(namespace, None)
+        records = [decode_presence(raw) for raw in await self.transport.read_presence(ns)]
+        return sorted((r for r in records if r is not None and in_scope(r, service)),
+                      key=lambda r: r.instance)
+
+    async def wait_applied(self, version: int, *, namespace: str | None = None,
+                           epoch: str | None = None, timeout: float = 10.0,
+                           service: str | None = None, poll: float = 0.05) -> Rollout:
+        """Wait until every live subscriber in scope runs ``version`` (or a later one) of
+        ``epoch`` (default: the namespace's current epoch), or ``timeout`` seconds pass.
+
+        Returns the `Rollout` either way: ``complete``, or ``pending`` naming each instance
+        that has not applied it and why (rejected by its model, disconnected, behind, another
+        history); `Rollout.raise_for_incomplete` raises `RolloutIncomplete`. Publish with
+        ``ack=True`` so subscribers report at once instead of at their next backstop.
+        """
+        with input_errors():
+            check_version(version, "wait_applied needs a version number")
+            ns, _ = self._target(namespace, None)
+        if epoch is None:
+            epoch = _text_or_none((await self.transport.head(ns)).meta_epoch)
+        deadline = time.monotonic() + timeout
+        while True:
+            rollout = judge(ns, await self.instances(ns, service=service), version, epoch,
+                            service=service)
+            if rollout.complete or time.monotonic() >= deadline:
+                return rollout
+            await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+    # ------------------------------------------------------------------ canaries (§10)
+
+    async def canary(
+        self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (), *,
+        target: CanaryTarget | str, canary_id: str | None = None,
+        namespace: str | None = None, source: str | None = None, ack: bool = False,
+    ) -> PublishResult:
+        """Apply a change to the instances ``target`` names only (docs/protocol.md §10); every
+        other instance keeps the namespace's settings. ``target``: a `CanaryTarget` or text
+        like ``service=api,instance=api-7*`` or ``10%`` (or both). `promote` publishes the
+        canary's change to everyone; `abort` returns its instances to the namespace's settings.
+        A new canary replaces a running one."""
+        with input_errors():
+            sets = dict(mapping({} if changes is None else changes, "changes"))
+            deletes = list(strings(delete, "delete"))
+            ns, src = self._target(namespace, source)
+            tgt = parse_target(target) if isinstance(target, str) else target
+            cid = check_name(canary_id or f"c{secrets.token_hex(4)}", "canary id")
+            plan_update(NamespaceState(), sets, deletes)
+        async with self._locks.setdefault(ns, asyncio.Lock()):
+            for _ in range(MAX_ATTEMPTS):
+                state = await self._current_state(ns)
+                changes_, _parsed = plan_update(state, sets, deletes)
+                if not changes_:
+                    raise InputError("the canary changes nothing: every value is already set")
+                new = Canary(cid, tgt, tuple(changes_), state.version)
+                result = await self._canary_commit(ns, state, new, src, ack)
+                if result is not None:
+                    return result
+                self._states.pop(ns, None)
+        raise ConflictError(f"gave up starting a canary in {ns!r} after {MAX_ATTEMPTS} races")
+
+    async def promote(self, *, namespace: str | None = None,
+                      source: str | None = None, ack: bool = False) -> PublishResult:
+        """Publish the running canary's change to every instance, and end the canary."""
+        with input_errors():
+            ns, src = self._target(namespace, source)
+        async with self._locks.setdefault(ns, asyncio.Lock()):
+            for _ in range(MAX_ATTEMPTS):
+                state = await self._current_state(ns)
+                if state.canary is None:
+                    raise HistoryError(f"no canary runs in {ns!r}")
+                sets = {c.key: value_change(c).new for c in state.canary.changes
+                        if c.new is not None}
+                deletes = [c.key for c in state.canary.changes if c.new is None]
+                changes_, parsed = plan_update(state, sets, deletes)
+                result = await self._next(ns, state, changes_, parsed, src, ack=ack,
+                                          end_canary=True)
+                if result is not None:
+                    return result
+                self._states.pop(ns, None)
+        raise ConflictError(f"gave up promoting the canary of {ns!r} after {MAX_ATTEMPTS} races")
+
+    async def abort(self, *, namespace: str | None = None,
+                    source: str | None = None, ack: bool = False) -> PublishResult:
+        """End the running canary: its instances return to the namespace's settings."""
+        with input_errors():
+            ns, src = self._target(namespace, source)
+        async with self._locks.setdefault(ns, asyncio.Lock()):
+            for _ in range(MAX_ATTEMPTS):
+                state = await self._current_state(ns)
+                if state.canary is None:
+                    raise HistoryError(f"no canary runs in {ns!r}")
+                result = await self._canary_commit(ns, state, None, src, ack)
+                if result is not None:
+                    return result
+                self._states.pop(ns, None)
+        raise ConflictError(f"gave up aborting the canary of {ns!r} after {MAX_ATTEMPTS} races")
+
+    async def _current_state(self, ns: str) -> NamespaceState:
+        """The state to build on: cached, or read; a namespace needing recovery is an error."""
+        state = self._states.get(ns)
+        if state is None or state.epoch is None:
+            state, problem = await self._fresh_state(ns)
+            if problem is not None:
+                raise RecoveryNeeded(f"{ns!r}: {problem[1]}; publish the whole settings first",
+                                     reason=problem[0])
+            if state.epoch is None:
+                raise HistoryError(f"namespace {ns!r} has never been published")
+        return state
+
+    async def _canary_commit(self, ns: str, state: NamespaceState, canary: Canary | None,
+                             source: str | None, ack: bool) -> PublishResult | None:
+        """A ``canary`` event: the head's canary set (or cleared); the state is unchanged."""
+        if state.epoch is None:  # pragma: no cover - _current_state guarantees it
+            raise RuntimeError("a canary needs an epoch")
+        version = state.version + 1
+        now = time.time()
+        env = Envelope(ns, "canary", state.epoch, version=version, checksum=state.checksum,
+                       canary=canary, ack=ack, source=source or self.source,
+                       origin=self.origin, ts=now)
+        data = self._encode(env)
+        head = Head(ns, state.epoch, version, state.checksum, state.count, now, canary)
+        commit = Commit(mode="next", expect=(state.epoch, str(state.version)),
+                        meta=encode_head(head, key=self._key), sets={}, deletes=(),
+                        event=data, version=version, log_maxlen=self.config.log_maxlen)
+        result = await self.transport.commit(ns, commit)
+        if not result.ok:
+            return None
+        state.version, state.updated_at, state.canary = version, now, canary
+        self._saw(ns, state)
+        self._log_published(ns, version, "canary", env.source, result.receivers)
+        public = () if canary is None else tuple(value_change(c) for c in canary.changes)
+        return PublishResult(ns, version, True, public, result.receivers, state.epoch)
 
     async def invalidate(
         self,
@@ -430,7 +620,7 @@ class AsyncPublisher:
     # ------------------------------------------------------------------ the commit loop
 
     async def _commit(self, ns: str, source: str | None, plan: Plan, *, partial: bool,
-                      expected_version: int | None = None) -> PublishResult:
+                      expected_version: int | None = None, ack: bool = False) -> PublishResult:
         async with self._locks.setdefault(ns, asyncio.Lock()):
             state = self._states.get(ns)
             problem: tuple[_Problem, str] | None = None
@@ -466,7 +656,7 @@ class AsyncPublisher:
                     return PublishResult(ns, state.version, False, epoch=state.epoch,
                                          recovered=recovered)
                 else:
-                    result = await self._next(ns, state, changes, parsed, source)
+                    result = await self._next(ns, state, changes, parsed, source, ack=ack)
                 if result is not None:
                     return result if recovered is None or result.recovered else \
                         _with_recovery(result, recovered)
@@ -476,18 +666,24 @@ class AsyncPublisher:
         raise ConflictError(f"gave up publishing to {ns!r} after {MAX_ATTEMPTS} lost races")
 
     async def _next(self, ns: str, state: NamespaceState, changes: list[LeafChange],
-                    parsed: dict[str, Any], source: str | None) -> PublishResult | None:
-        """§7.1: version + 1 of the current epoch, or None when the race was lost."""
-        assert state.epoch is not None
+                    parsed: dict[str, Any], source: str | None, *, ack: bool = False,
+                    end_canary: bool = False) -> PublishResult | None:
+        """§7.1: version + 1 of the current epoch, or None when the race was lost.
+
+        ``end_canary``: the event also ends the running canary (a promote)."""
+        if state.epoch is None:  # pragma: no cover - the callers start epochs first
+            raise RuntimeError("a next version needs an epoch")
         version = state.version + 1
         now = time.time()
         checksum = self._digester.advance(state.checksum, changes)
         env = Envelope(ns, "config", state.epoch, version=version, checksum=checksum,
                        changes=tuple(changes), source=source or self.source,
-                       origin=self.origin, ts=now)
+                       origin=self.origin, ts=now, ack=ack,
+                       canary=None if end_canary else UNSET)
         data = self._encode(env)
         count = state.count + sum((c.new is not None) - (c.old is not None) for c in changes)
-        head = Head(ns, state.epoch, version, checksum, count, now, state.canary)
+        canary = None if end_canary else state.canary
+        head = Head(ns, state.epoch, version, checksum, count, now, canary)
         commit = Commit(
             mode="next", expect=(state.epoch, str(state.version)),
             meta=encode_head(head, key=self._key),
@@ -500,6 +696,7 @@ class AsyncPublisher:
         public = value_changes(state, changes, parsed)
         state.apply(changes, parsed)
         state.version, state.checksum, state.updated_at = version, checksum, now
+        state.canary = canary
         self._saw(ns, state)
         self._maybe_checkpoint(ns, state)
         self._log_published(ns, version, "config", env.source, result.receivers)
@@ -649,6 +846,10 @@ def _not_json(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     raise InputError(f"{type(value).__name__} is not a JSON value")
+
+
+def _text_or_none(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
 
 
 def _text(value: bytes | str) -> str:

@@ -63,10 +63,11 @@ from ..wire import (
     value_change,
 )
 from ..wire.follow import UNLOADED
+from ..wire.presence import PresenceRecord
 from . import loading
 from .events import CacheHook, Dispatcher, Invalidation, Resync, SettingsChange
 from .frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
-from .presence import PresenceRecord, instance_id
+from .presence import instance_id, own_record
 from .state import Current, Link, Stats, Tree
 
 log = logging.getLogger("hotreload.subscriber")
@@ -124,6 +125,7 @@ class AsyncSubscriber(Generic[ModelT]):
         # the validated settings every reader sees (swapped atomically)
         self._current = Current(0, {}, {}, self._empty_settings(), {})
         self._applied_epoch: str | None = None  # the epoch of the current settings
+        self._applied_at = 0.0  # when they were applied (Unix time)
         self.get = self._current.index.get
         self._swap_hooks: list[Callable[[Current], None]] = []
         self._events = Dispatcher(self.namespace)
@@ -547,6 +549,7 @@ class AsyncSubscriber(Generic[ModelT]):
         self.last_error = None
         self._swap(new)
         self._applied_epoch, old_epoch = self._pos.epoch, self._applied_epoch
+        self._applied_at = time.time()
         self._ready.set()
         if not notify or not self._events.wants_changes:
             return  # the initial load is not a change; and nobody would hear of it
@@ -704,6 +707,7 @@ class AsyncSubscriber(Generic[ModelT]):
     def _resync_done(self, start: Position, reason: str, replayed: bool) -> None:
         if self._pos.version >= 0 and self._current.settings is not None:
             self._ready.set()
+        self._wake_backstop.set()  # report the (new) state in the presence record now
         if start.version < 0:
             log.info("subscriber of %s loaded v%d", self.namespace, self._pos.version,
                      extra={"action": "loaded", "namespace": self.namespace,
@@ -846,8 +850,8 @@ class AsyncSubscriber(Generic[ModelT]):
             except TimeoutError:
                 pass
             self._wake_backstop.clear()
-            if not self._link.connected or self._pos.version < 0:
-                continue
+            if self._pos.version < 0:
+                continue  # nothing to report or compare before the first load
             try:
                 async with asyncio.timeout(self._tuning.command_timeout):
                     raw = await self.transport.write_presence(
@@ -856,9 +860,14 @@ class AsyncSubscriber(Generic[ModelT]):
             except (BackendError, TimeoutError) as exc:
                 log.debug("version check failed: %s", exc)
                 continue
-            if self._resyncing:
+            if self._resyncing or not self._link.connected:
+                continue  # the record says where we stand; the resync will compare
+            try:
+                head = _head_of(raw)
+            except ProtocolError as exc:
+                self._hold(f"the namespace's head on the server is unreadable ({exc}); keeping "
+                           "the last good settings until a publisher recovers it")
                 continue
-            head = _head_of(raw)
             decision = on_head(self._pos, head[0], head[1], head[2], recheck=False,
                                replay_limit=self._tuning.replay_limit)
             if decision.verdict is Verdict.RECHECK:
@@ -866,7 +875,7 @@ class AsyncSubscriber(Generic[ModelT]):
                 try:
                     async with asyncio.timeout(self._tuning.command_timeout):
                         head = _head_of(await self.transport.head(self.namespace))
-                except (BackendError, TimeoutError):
+                except (BackendError, TimeoutError, ProtocolError):
                     continue
                 decision = on_head(self._pos, head[0], head[1], head[2], recheck=True,
                                    replay_limit=self._tuning.replay_limit)
@@ -882,13 +891,13 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._request(None, "invalidation check", invalidations=True)
 
     def _presence(self) -> PresenceRecord:
-        return PresenceRecord(
+        return own_record(
             instance=self.instance, service=self.service, version=self.version,
-            epoch=self._pos.epoch, received_version=self._pos.version, link=self.link_state,
-            canary=self._canary_id(),
+            epoch=self._applied_epoch, received_version=self._pos.version,
+            link=self.link_state, canary=self._canary_id(),
             rejected=({"version": self.stats.last_rejected_version, "reason": self.last_error}
                       if self.last_error else None),
-            started_at=self.started_at)
+            started_at=self.started_at, applied_at=self._applied_at)
 
     # ------------------------------------------------------------------ link state
 
@@ -907,6 +916,8 @@ class AsyncSubscriber(Generic[ModelT]):
             link.down_logged = False
             link.connected = True
             return  # caches are trusted again only after the resync
+        if link.connected:
+            self._wake_backstop.set()  # the presence record says the link is down
         if link.connected or not link.down_logged:
             if not self._closing:
                 log.warning("subscriber of %s: link down (%s); will resync on reconnect",
