@@ -13,11 +13,19 @@ from .errors import (
     InputError,
     ProtocolError,
     RecoveryNeeded,
+    RolloutIncomplete,
     SettingsRejected,
     SignatureError,
     StartTimeout,
 )
-from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan, Snapshot
+from .publisher import (
+    AsyncPublisher,
+    Publisher,
+    PublishResult,
+    RollbackPlan,
+    Rollout,
+    Snapshot,
+)
 from .subscriber import (
     AsyncSubscriber,
     CacheHook,
@@ -27,7 +35,8 @@ from .subscriber import (
     SettingsChange,
     Subscriber,
 )
-from .wire import MISSING, Change, Envelope
+from .wire import MISSING, CanaryTarget, Change, Envelope
+from .wire.presence import PresenceRecord
 
 __all__ = [
     "MISSING",
@@ -36,6 +45,7 @@ __all__ = [
     "AsyncTwoLevelCache",
     "BackendError",
     "CacheHook",
+    "CanaryTarget",
     "Change",
     "ConfigError",
     "ConflictError",
@@ -49,12 +59,15 @@ __all__ = [
     "Invalidation",
     "JsonSerializer",
     "L1Cache",
+    "PresenceRecord",
     "ProtocolError",
     "PublishResult",
     "Publisher",
     "RecoveryNeeded",
     "Resync",
     "RollbackPlan",
+    "Rollout",
+    "RolloutIncomplete",
     "Serializer",
     "SettingsChange",
     "SettingsRejected",

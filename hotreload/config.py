@@ -127,6 +127,9 @@ class SubscriberSettings(_Section):
     replay_limit: int = Field(1000, ge=1, le=100_000)
     #: The service name this process reports in its presence record (canary targets use it).
     service: str = ""
+    #: Keep the last applied settings in this local file, and start from it when Redis is
+    #: unreachable at start (docs/subscriber.md, "Last known good at start").
+    cache_file: str | None = None
 
 
 class PublisherSettings(_Section):

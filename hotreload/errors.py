@@ -11,6 +11,7 @@ HotReloadError
 ├── BackendError             Redis or PostgreSQL could not be reached or failed
 ├── ConflictError            a publish lost too many races, or its expected version moved on
 ├── RecoveryNeeded           the namespace on the server is lost, corrupt or older than seen
+├── RolloutIncomplete        some live instances did not apply a version in time
 ├── HistoryError             the event log no longer holds what was asked for
 └── StartTimeout             a subscriber did not load its first snapshot in time
 ```
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pydantic is imported by the caller that has an error to describe
     from pydantic import ValidationError
@@ -102,6 +103,15 @@ class RecoveryNeeded(HotReloadError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RolloutIncomplete(HotReloadError):
+    """Some live instances did not apply a version in time (``publish --wait``);
+    ``rollout`` (a `hotreload.publisher.Rollout`) says which and why."""
+
+    def __init__(self, message: str, *, rollout: Any) -> None:
+        super().__init__(message)
+        self.rollout = rollout
 
 
 class HistoryError(HotReloadError):

@@ -28,10 +28,10 @@ def _add_shared_options(command: click.Command) -> None:
 
 
 def register(group: click.Group) -> None:
-    from . import core, db, demo, validate
+    from . import core, db, demo, rollout, validate
     from .daemon import daemon
 
-    for command in [*core.COMMANDS, *demo.COMMANDS]:
+    for command in [*core.COMMANDS, *rollout.COMMANDS, *demo.COMMANDS]:
         group.add_command(command)
     group.add_command(validate.validate_command)
     group.add_command(db.db_group)

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import click
 
 from ..config import HotReloadConfig
-from ..errors import DocumentError, HotReloadError
-from ..publisher import AsyncPublisher, PublishResult, RollbackPlan
+from ..errors import DocumentError, HotReloadError, RolloutIncomplete
+from ..publisher import AsyncPublisher, PublishResult, RollbackPlan, Rollout
 from ..publisher.state import NamespaceState, plan_update
 from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
 from ..wire import (
@@ -129,6 +129,17 @@ def describe_result(result: PublishResult, what: str = "") -> str:
     return f"published v{result.version} ({what}{n} change{'' if n == 1 else 's'})"
 
 
+def report_rollout(rollout: Rollout) -> None:
+    """Print who applied a version; exit 1 listing the instances that did not."""
+    lines = rollout.describe()
+    click.echo(lines[0])
+    if not rollout.complete:
+        for line in lines[1:]:
+            click.echo(line, err=True)
+        raise RolloutIncomplete(f"{len(rollout.pending)} instance(s) did not apply "
+                                f"v{rollout.version} in time", rollout=rollout)
+
+
 def never_published(namespace: str) -> HotReloadError:
     return HotReloadError(f"namespace {namespace!r} has never been published (or Redis lost "
                           "it): check -n or the config's namespace")
@@ -195,10 +206,22 @@ def _echo_json(obj: Any) -> None:
 @click.option("--merge", is_flag=True, help="With --file: only set the document's keys.")
 @click.option("-s", "--string", "literal", is_flag=True,
               help="Every VALUE is a string, exactly as written.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; publish nothing.")
+@click.option("--canary", "canary_target", metavar="TARGET", default=None,
+              help="Apply only to these instances: 'service=api,instance=api-7*' and/or '10%%'"
+                   " (then: hotreload promote / hotreload abort).")
+@click.option("--wait", is_flag=True,
+              help="Wait until every live subscriber applied it; list those that did not.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0,
+              show_default=True, help="With --wait: how long to wait (seconds).")
+@click.option("--service", metavar="GLOB", default=None,
+              help="With --wait: only the subscribers of this service.")
 @click.pass_obj
 @handle_errors
 def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
-            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool) -> None:
+            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool,
+            dry_run: bool, canary_target: str | None, wait: bool, timeout: float,
+            service: str | None) -> None:
     """Publish settings changes as one event.
 
     \b
@@ -213,14 +236,43 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
     document = read_document(file_) if file_ else None
     if document is None and not sets and not deletes:
         raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")
+    whole = document is not None and not merge
+    if canary_target is not None and whole:
+        raise click.UsageError("--canary takes KEY=VALUE, --delete or --file --merge (a canary "
+                               "changes some keys, not the whole document)")
+    if (wait or service is not None) and dry_run:
+        raise click.UsageError("--dry-run publishes nothing to wait for")
+    merged = {**flatten(document or {}), **sets}
 
-    async def body(pub: AsyncPublisher) -> PublishResult:
-        if document is not None and not merge:
-            return await pub.replace(overlay(document, sets, deletes))
-        merged = {**flatten(document or {}), **sets}
-        return await pub.publish(merged, deletes)
+    if dry_run:
+        planned = _run(state, namespace, lambda pub: pub.plan(
+            None if whole else merged, () if whole else deletes,
+            document=overlay(document, sets, deletes) if whole and document is not None
+            else None))
+        if not planned:
+            click.echo("no change")
+        for change in planned:
+            click.echo(describe_change(change))
+        return
 
-    click.echo(describe_result(_run(state, namespace, body)))
+    async def body(pub: AsyncPublisher) -> tuple[PublishResult, Rollout | None]:
+        if canary_target is not None:
+            result = await pub.canary(merged, deletes, target=canary_target, ack=wait)
+        elif whole and document is not None:
+            result = await pub.replace(overlay(document, sets, deletes), ack=wait)
+        else:
+            result = await pub.publish(merged, deletes, ack=wait)
+        rollout = None
+        if wait:
+            rollout = await pub.wait_applied(result.version, epoch=result.epoch,
+                                             timeout=timeout, service=service)
+        return result, rollout
+
+    result, rollout = _run(state, namespace, body)
+    what = f"canary {canary_target}, " if canary_target is not None else ""
+    click.echo(describe_result(result, what))
+    if rollout is not None:
+        report_rollout(rollout)
 
 
 @click.command()
@@ -409,46 +461,4 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
         raise gone[0]
 
 
-@click.command()
-@namespace_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-@handle_errors
-def status(state: State, namespace: str | None, as_json: bool) -> None:
-    """Namespace, version, checksum, subscribers listening (and daemons, if any)."""
-    config = state.config
-    from ..daemon.status import describe_daemon, read_daemon_status
-
-    async def body(pub: AsyncPublisher) -> dict[str, Any]:
-        snap = await pub.snapshot()
-        info: dict[str, Any] = {
-            "namespace": snap.namespace,
-            "published": snap.version > 0,
-            "version": snap.version,
-            "epoch": snap.epoch or None,
-            "checksum": snap.checksum,
-            "updated_at": _ts(snap.updated_at) if snap.updated_at else None,
-            "keys": len(snap.flat),
-            "subscribers": await pub.subscribers(),
-            "redis": config.redis.display_url(),
-        }
-        info["daemons"] = await read_daemon_status(config, transport=pub.transport)
-        return info
-
-    info = _run(state, namespace, body)
-    if as_json:
-        _echo_json(info)
-        return
-    if not info["published"]:
-        info["version"] = "- (never published)"
-    for key in ("namespace", "version", "epoch", "checksum", "updated_at", "keys", "subscribers",
-                "redis"):
-        click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")
-    if not info["daemons"]:
-        click.echo("daemons:     none running")
-    for d in info["daemons"]:
-        for line in describe_daemon(d):
-            click.echo(line)
-
-
-COMMANDS: list[click.Command] = [publish, invalidate, get, history, rollback, tail, status]
+COMMANDS: list[click.Command] = [publish, invalidate, get, history, rollback, tail]

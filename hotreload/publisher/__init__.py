@@ -1,7 +1,16 @@
 """Publishing settings changes and cache invalidations: `AsyncPublisher` and `Publisher`."""
 
 from .core import AsyncPublisher, PublishResult, RollbackPlan, Snapshot, default_origin
+from .rollout import Pending, Rollout
 from .sync import Publisher
 
-__all__ = ["AsyncPublisher", "PublishResult", "Publisher", "RollbackPlan", "Snapshot",
-           "default_origin"]
+__all__ = [
+           "AsyncPublisher",
+           "Pending",
+           "PublishResult",
+           "Publisher",
+           "RollbackPlan",
+           "Rollout",
+           "Snapshot",
+           "default_origin",
+]

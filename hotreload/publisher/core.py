@@ -111,6 +111,8 @@ class Snapshot:
     updated_at: float = 0.0
     epoch: str = ""
     count: int = 0
+    canary: Canary | None = None
+    """The canary running in the namespace (docs/protocol.md §10), if any."""
 
     @property
     def flat(self) -> dict[str, Any]:
@@ -205,7 +207,7 @@ class AsyncPublisher:
             ns, _ = self._target(namespace, None)
         state = await self._load(ns)
         return Snapshot(ns, state.version, state.checksum, unflatten(state.values),
-                        state.updated_at, state.epoch or "", state.count)
+                        state.updated_at, state.epoch or "", state.count, state.canary)
 
     async def version(self, namespace: str | None = None) -> int:
         """The namespace's current version on the server (0: never published)."""

@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..errors import HotReloadError
+from ..errors import RolloutIncomplete
 from ..wire.presence import PresenceRecord
 
-__all__ = ["Pending", "Rollout", "RolloutIncomplete", "judge", "lag"]
+__all__ = ["Pending", "Rollout", "in_scope", "judge", "lag"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +49,7 @@ class Rollout:
 
     def raise_for_incomplete(self) -> None:
         if self.pending:
-            raise RolloutIncomplete(self)
-
-
-class RolloutIncomplete(HotReloadError):
-    """Some live instances did not apply a version in time (``rollout`` says which and why)."""
-
-    def __init__(self, rollout: Rollout) -> None:
-        super().__init__("; ".join(rollout.describe()))
-        self.rollout = rollout
+            raise RolloutIncomplete("; ".join(self.describe()), rollout=self)
 
 
 def in_scope(record: PresenceRecord, service: str | None) -> bool:

@@ -7,8 +7,10 @@ from typing import Any
 
 from .._loop import LoopThread
 from ..config import HotReloadConfig
-from ..wire import Envelope, Keys
+from ..wire import CanaryTarget, Change, Envelope, Keys
+from ..wire.presence import PresenceRecord
 from .core import AsyncPublisher, PublishResult, RollbackPlan, Snapshot
+from .rollout import Rollout
 
 
 class Publisher:
@@ -57,14 +59,53 @@ class Publisher:
         *,
         namespace: str | None = None,
         source: str | None = None,
+        ack: bool = False,
     ) -> PublishResult:
         return self._thread.run(self._core.publish(changes, delete, namespace=namespace,
-                                                   source=source))
+                                                   source=source, ack=ack))
 
     def replace(self, document: Mapping[str, Any], *, namespace: str | None = None,
-                source: str | None = None) -> PublishResult:
+                source: str | None = None, ack: bool = False) -> PublishResult:
         return self._thread.run(self._core.replace(document, namespace=namespace,
-                                                   source=source))
+                                                   source=source, ack=ack))
+
+    def plan(self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (), *,
+             document: Mapping[str, Any] | None = None,
+             namespace: str | None = None) -> tuple[Change, ...]:
+        return self._thread.run(self._core.plan(changes, delete, document=document,
+                                                namespace=namespace))
+
+    def diff(self, from_version: int, to_version: int | None = None, *,
+             namespace: str | None = None) -> tuple[Change, ...]:
+        return self._thread.run(self._core.diff(from_version, to_version, namespace=namespace))
+
+    def instances(self, namespace: str | None = None, *,
+                  service: str | None = None) -> list[PresenceRecord]:
+        return self._thread.run(self._core.instances(namespace, service=service))
+
+    def wait_applied(self, version: int, *, namespace: str | None = None,
+                     epoch: str | None = None, timeout: float = 10.0,
+                     service: str | None = None, poll: float = 0.05) -> Rollout:
+        return self._thread.run(self._core.wait_applied(
+            version, namespace=namespace, epoch=epoch, timeout=timeout, service=service,
+            poll=poll))
+
+    def canary(
+        self, changes: Mapping[str, Any] | None = None, delete: Iterable[str] = (), *,
+        target: CanaryTarget | str, canary_id: str | None = None,
+        namespace: str | None = None, source: str | None = None, ack: bool = False,
+    ) -> PublishResult:
+        return self._thread.run(self._core.canary(
+            changes, delete, target=target, canary_id=canary_id, namespace=namespace,
+            source=source, ack=ack))
+
+    def promote(self, *, namespace: str | None = None, source: str | None = None,
+                ack: bool = False) -> PublishResult:
+        return self._thread.run(self._core.promote(namespace=namespace, source=source, ack=ack))
+
+    def abort(self, *, namespace: str | None = None, source: str | None = None,
+              ack: bool = False) -> PublishResult:
+        return self._thread.run(self._core.abort(namespace=namespace, source=source, ack=ack))
 
     def invalidate(
         self,

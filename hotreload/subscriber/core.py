@@ -19,6 +19,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
@@ -65,6 +66,7 @@ from ..wire import (
 from ..wire.follow import UNLOADED
 from ..wire.presence import PresenceRecord
 from . import loading
+from .cachefile import LastKnownGood, read_cache_file, write_cache_file
 from .events import CacheHook, Dispatcher, Invalidation, Resync, SettingsChange
 from .frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
 from .presence import instance_id, own_record
@@ -82,6 +84,8 @@ POLL_SECONDS: Final = 0.25
 RECHECK_SECONDS: Final = 0.5
 #: Events kept while a resync runs; past it they are dropped and the resync ends with a load.
 MAX_BUFFERED: Final = 10_000
+#: How long after a change the cache file is rewritten (a burst of changes is one write).
+CACHE_FILE_DELAY: Final = 0.2
 
 _Job = Literal["load", "catch-up"]
 
@@ -101,6 +105,7 @@ class AsyncSubscriber(Generic[ModelT]):
         transport: Transport | None = None,
         service: str | None = None,
         instance: str | None = None,
+        cache_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = as_config(config)
         self.namespace = check_name(
@@ -116,6 +121,9 @@ class AsyncSubscriber(Generic[ModelT]):
             self.config)
         self.service = service or self._tuning.service
         self.instance = instance or instance_id()
+        self.cache_file = cache_file if cache_file is not None else self._tuning.cache_file
+        self._cache_write: asyncio.Task[None] | None = None
+        self._cache_file_tried = False
         self.started_at = time.time()
         # what the server told us (possibly ahead of the validated settings while rejected)
         self._pos = UNLOADED
@@ -243,7 +251,11 @@ class AsyncSubscriber(Generic[ModelT]):
         await self.aclose()
 
     async def start(self, timeout: float | None = 10.0) -> None:
-        """Subscribe and return once valid settings are loaded (`StartTimeout` otherwise)."""
+        """Subscribe and return once valid settings are loaded (`StartTimeout` otherwise).
+
+        With a ``cache_file``, a Redis that fails or does not answer within
+        ``subscriber.command_timeout`` makes the subscriber start from the file instead
+        (`link_state` is ``stale`` until it has resynced with Redis)."""
         if self._closed:
             raise HotReloadError("this subscriber was closed; create a new one")
         if not self._tasks:
@@ -255,6 +267,14 @@ class AsyncSubscriber(Generic[ModelT]):
                     coro, name=f"hotreload-{name}-{self.namespace}"))
         try:
             async with asyncio.timeout(timeout):
+                if self.cache_file is not None:
+                    # Redis that does not answer at all (no error either) is unreachable too.
+                    try:
+                        async with asyncio.timeout(self._tuning.command_timeout):
+                            await self._ready.wait()
+                    except TimeoutError:
+                        await self._start_from_cache_file(
+                            self._link.last_failure or "no answer")
                 await self._ready.wait()
         except TimeoutError:
             reason = self.last_error or self._link.last_failure or "no settings yet"
@@ -280,6 +300,8 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def aclose(self) -> None:
         self._closing = self._closed = True
+        if self._cache_write is not None:  # the last settings reach the file
+            await asyncio.gather(self._cache_write, return_exceptions=True)
         tasks, self._tasks = self._tasks, []
         current = asyncio.current_task()
         for task in tasks:
@@ -312,6 +334,52 @@ class AsyncSubscriber(Generic[ModelT]):
             event, self._progress = self._progress, asyncio.Event()
             event.set()
 
+    # ------------------------------------------------------------------ the cache file
+
+    async def _write_cache(self) -> None:
+        """Write the applied settings to the cache file, shortly after a change (a burst of
+        changes is one write); off the event path, in a worker thread."""
+        try:
+            await asyncio.sleep(CACHE_FILE_DELAY)
+            cur = self._current
+            consistent = self.last_error is None and not self._canary_applies()
+            lkg = LastKnownGood(self.namespace, self._applied_epoch, cur.version,
+                                self._pos.checksum if consistent else "",
+                                to_plain(cur.nested), time.time())
+            if self.cache_file is not None:
+                await asyncio.to_thread(write_cache_file, self.cache_file, lkg)
+        except OSError as exc:
+            log.warning("subscriber of %s: cannot write the cache file %s: %s",
+                        self.namespace, self.cache_file, exc.strerror,
+                        extra={"action": "cache_file_failed", "namespace": self.namespace})
+        finally:
+            self._cache_write = None
+        if self._current is not cur and not self._closing:  # changed meanwhile: once more
+            self._cache_write = asyncio.get_running_loop().create_task(self._write_cache())
+
+    async def _start_from_cache_file(self, reason: str) -> None:
+        """Redis is unreachable before the first load: start from the cache file, once."""
+        if self.cache_file is None or self._cache_file_tried:
+            return
+        self._cache_file_tried = True
+        try:
+            lkg = await asyncio.to_thread(read_cache_file, self.cache_file, self.namespace)
+        except ProtocolError as exc:
+            log.warning("subscriber of %s: ignoring the cache file: %s", self.namespace, exc,
+                        extra={"action": "cache_file_ignored", "namespace": self.namespace})
+            return
+        self._pos = Position(lkg.epoch, lkg.version, lkg.checksum or EMPTY_CHECKSUM)
+        flat, index = index_tree(lkg.settings)
+        self._raw_flat = flat
+        await self._settle(lkg.version, None, "cache file", "", lkg.written_at, False,
+                           notify=False, tree=(lkg.settings, flat, index))
+        if self._ready.is_set():
+            self.server_note = (f"started from the cache file (v{lkg.version}, written "
+                                f"{time.time() - lkg.written_at:.0f}s ago): Redis is "
+                                f"unreachable ({reason}); will resync when it returns")
+            log.warning("subscriber of %s: %s", self.namespace, self.server_note,
+                        extra={"action": "cache_file_start", "namespace": self.namespace})
+
     # ------------------------------------------------------------------ the reader
 
     async def _read_loop(self) -> None:
@@ -342,6 +410,8 @@ class AsyncSubscriber(Generic[ModelT]):
             except Exception as exc:
                 if isinstance(exc, BackendError):
                     reason = str(exc)
+                    if not self._ready.is_set():
+                        await self._start_from_cache_file(reason)
                 else:
                     log.exception("subscriber of %s: unexpected error; resyncing",
                                   self.namespace,
@@ -551,6 +621,8 @@ class AsyncSubscriber(Generic[ModelT]):
         self._applied_epoch, old_epoch = self._pos.epoch, self._applied_epoch
         self._applied_at = time.time()
         self._ready.set()
+        if self.cache_file is not None and self._cache_write is None:
+            self._cache_write = asyncio.get_running_loop().create_task(self._write_cache())
         if not notify or not self._events.wants_changes:
             return  # the initial load is not a change; and nobody would hear of it
         if changes is None or recovering or (tree is None and self._canary_applies()):

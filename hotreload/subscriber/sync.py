@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -31,11 +32,12 @@ class Subscriber(Generic[ModelT]):
         model: type[ModelT] | None = None,
         service: str | None = None,
         instance: str | None = None,
+        cache_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._thread = LoopThread(name="hotreload-subscriber")
         try:
             self._core: AsyncSubscriber[ModelT] = self._thread.run(
-                _build_subscriber(config, namespace, model, service, instance))
+                _build_subscriber(config, namespace, model, service, instance, cache_file))
         except BaseException:
             self._thread.stop()
             raise
@@ -80,6 +82,14 @@ class Subscriber(Generic[ModelT]):
     @property
     def instance(self) -> str:
         return self._core.instance
+
+    @property
+    def cache_file(self) -> str | os.PathLike[str] | None:
+        return self._core.cache_file
+
+    @property
+    def server_note(self) -> str | None:
+        return self._core.server_note
 
     @property
     def last_error(self) -> str | None:
@@ -168,6 +178,8 @@ class Subscriber(Generic[ModelT]):
 
 async def _build_subscriber(config: HotReloadConfig | str | None, namespace: str | None,
                             model: type[ModelT] | None, service: str | None,
-                            instance: str | None) -> AsyncSubscriber[ModelT]:
+                            instance: str | None,
+                            cache_file: str | os.PathLike[str] | None
+                            ) -> AsyncSubscriber[ModelT]:
     return AsyncSubscriber(config, namespace=namespace, model=model, service=service,
-                           instance=instance)
+                           instance=instance, cache_file=cache_file)

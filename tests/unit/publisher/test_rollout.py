@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from hotreload.errors import HistoryError, InputError
-from hotreload.publisher.rollout import RolloutIncomplete, judge
+from hotreload.errors import HistoryError, InputError, RolloutIncomplete
+from hotreload.publisher.rollout import judge
 from hotreload.publisher.targets import describe_target, parse_target
 from hotreload.wire import CanaryTarget
 from hotreload.wire.presence import PresenceRecord
