@@ -299,6 +299,8 @@ class AsyncSubscriber(Generic[ModelT]):
             self._waiting -= 1
 
     async def aclose(self) -> None:
+        """Stop following and release the connections (idempotent). Bounded: a server that
+        does not answer delays it by at most ``subscriber.command_timeout`` per step."""
         self._closing = self._closed = True
         if self._cache_write is not None:  # the last settings reach the file
             await asyncio.gather(self._cache_write, return_exceptions=True)
@@ -313,18 +315,26 @@ class AsyncSubscriber(Generic[ModelT]):
                     await task
                 except asyncio.CancelledError:
                     pass
+        deadline = self._tuning.command_timeout
         if self._subscription is not None:
             try:
-                await self._subscription.aclose()
-            except BackendError:
+                async with asyncio.timeout(deadline):
+                    await self._subscription.aclose()
+            except (BackendError, TimeoutError):
                 pass
             self._subscription = None
-        try:
-            await self.transport.remove_presence(self.namespace, self.instance)
-        except BackendError:
-            pass
+        if self._pos.version >= 0:
+            try:
+                async with asyncio.timeout(deadline):
+                    await self.transport.remove_presence(self.namespace, self.instance)
+            except (BackendError, TimeoutError):
+                pass  # the record expires by itself
         if self._own_transport:
-            await self.transport.aclose()
+            try:
+                async with asyncio.timeout(deadline):
+                    await self.transport.aclose()
+            except (BackendError, TimeoutError):
+                pass
         self._ready.clear()
         self._set_connected(False, "closed")
 

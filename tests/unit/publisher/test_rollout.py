@@ -28,9 +28,10 @@ def record(name: str, version: int, *, epoch: str = "1-0000000000000000",
 def test_judge_names_each_laggard_and_why() -> None:
     e = "1-0000000000000000"
     rollout = judge("app", [
-        record("a", 7), record("b", 8), record("c", 6, rejected={"version": 7, "reason": "n: bad"}),
-        record("d", 5, link="down"), record("e", 6, received=7), record("f", 3, epoch="2-0000000000000000"),
-        record("g", 1, service="web"),
+        record("a", 7), record("b", 8),
+        record("c", 6, rejected={"version": 7, "reason": "n: bad"}),
+        record("d", 5, link="down"), record("e", 6, received=7),
+        record("f", 3, epoch="2-0000000000000000"), record("g", 1, service="web"),
     ], 7, e, service="api")
     assert [r.instance for r in rollout.applied] == ["a", "b"]
     reasons = {p.instance.instance: p.reason for p in rollout.pending}

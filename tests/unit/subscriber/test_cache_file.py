@@ -48,7 +48,7 @@ async def test_a_damaged_file_is_ignored_and_without_redis_start_fails_clearly(
     path = tmp_path / "app.lkg"
     path.write_bytes(b"0" * 64 + b'\n{"format": "hotreload-lkg/1"}')
     pods.server.freeze()
+    sub = await pods.subscriber(cache_file=path, start=False)
     with pytest.raises(StartTimeout, match="not ready"):
-        sub = await pods.subscriber(cache_file=path, start=False)
         await sub.start(timeout=1.5)
     assert sum("ignoring the cache file" in r.getMessage() for r in caplog.records) == 1
