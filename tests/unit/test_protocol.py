@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from hotreload.errors import ProtocolError
-from hotreload.wire import MAX_DEPTH, check_json_value, check_key
+from hotreload.publisher.state import NamespaceState, plan_update
+from hotreload.wire import (
+    MAX_DEPTH,
+    LeafChange,
+    check_json_value,
+    check_key,
+    check_prefix_free,
+    leaf_text,
+)
 from hotreload.wire.values import _first_problem, _surely_plain
 
 # ------------------------------------------------------------------ check_json_value (issue 8)
@@ -89,3 +97,45 @@ def test_check_key_messages_are_short(key: str, message: str) -> None:
     with pytest.raises(ProtocolError, match=message) as caught:
         check_key(key)
     assert len(str(caught.value)) < 200  # a long key is cut in the message
+
+
+# ------------------------------------------------------------------ a publish's changes
+
+
+def update(flat: dict[str, Any], sets: dict[str, Any], deletes: tuple[str, ...] = ()
+           ) -> dict[str, Any]:
+    """The leaves (key -> value) after ``publish(sets, deletes)`` on leaves ``flat``."""
+    state = NamespaceState.from_texts({k: leaf_text(v) for k, v in flat.items()}, flat)
+    changes, parsed = plan_update(state, sets, deletes)
+    state.apply(changes, parsed)
+    check_prefix_free(state.values)
+    return dict(state.values)
+
+
+def test_update_replaces_subtrees_and_leaves() -> None:
+    flat = {"db.host": "x", "db.port": 5432, "name": "a"}
+    assert update(flat, {"db": {"host": "y"}}) == {"db.host": "y", "name": "a"}
+    assert update(flat, {"name.first": "b"}) == {"db.host": "x", "db.port": 5432,
+                                                 "name.first": "b"}
+    assert update(flat, {}, ("db",)) == {"name": "a"}
+    assert update(flat, {"t": (1, 2)}) == {**flat, "t": [1, 2]}
+    assert update(flat, {"db": 1}) == {"db": 1, "name": "a"}
+    assert update(flat, {"db": {}}) == {"db": {}, "name": "a"}
+
+
+def test_setting_a_leaf_to_an_object_replaces_the_leaf() -> None:
+    """``name`` holds a value; setting it to an object must delete that leaf, or the state
+    holds both ``name`` and ``name.first`` (not prefix-free: every reader fails on it)."""
+    flat = {"name": "a", "other": 1}
+    assert update(flat, {"name": {"first": "b"}}) == {"name.first": "b", "other": 1}
+    assert update(flat, {"name": {"first": {"x": 1}, "last": "c"}}) == {
+        "name.first.x": 1, "name.last": "c", "other": 1}
+    state = NamespaceState.from_texts({"name": '"a"'}, {"name": "a"})
+    changes, _ = plan_update(state, {"name": {"first": "b"}}, ())
+    assert changes == [LeafChange("name", '"a"', None), LeafChange("name.first", None, '"b"')]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object(), {1: 2}])
+def test_update_rejects_values_json_cannot_hold(value: Any) -> None:
+    with pytest.raises(ProtocolError):
+        update({}, {"k": value})
