@@ -12,12 +12,16 @@ import pytest
 
 from hotreload.errors import ProtocolError
 from hotreload.publisher.state import NamespaceState, plan_update
+from hotreload.subscriber.events import key_matches
 from hotreload.wire import (
     MAX_DEPTH,
+    MISSING,
+    Change,
     LeafChange,
     check_json_value,
     check_key,
     check_prefix_free,
+    diff_values,
     leaf_text,
 )
 from hotreload.wire.values import _first_problem, _surely_plain
@@ -139,3 +143,25 @@ def test_setting_a_leaf_to_an_object_replaces_the_leaf() -> None:
 def test_update_rejects_values_json_cannot_hold(value: Any) -> None:
     with pytest.raises(ProtocolError):
         update({}, {"k": value})
+
+
+# ------------------------------------------------------------------ what listeners are told
+
+
+def test_diff_reports_sets_and_deletes_with_old_values() -> None:
+    old = {"a": 1, "b": 2, "c": True}
+    new = {"a": 1, "b": 3, "d": None, "c": 1}
+    assert diff_values(old, new) == (
+        Change("set", "b", 2, 3),
+        Change("set", "c", True, 1),  # JSON-wise true != 1
+        Change("set", "d", MISSING, None),
+    )
+    assert diff_values({"x": 1}, {}) == (Change("delete", "x", 1),)
+    assert diff_values({"x": [1, 2]}, {"x": [1, 2]}) == ()
+    assert diff_values({"x": 1}, {"x": 1.0}) == (Change("set", "x", 1, 1.0),)  # other texts
+
+
+def test_key_matches_keys_subtrees_and_prefixes() -> None:
+    assert key_matches("db.pool_size", ["db"], [])
+    assert not key_matches("dbx", ["db"], [])
+    assert key_matches("feature.x", [], ["feat"])
