@@ -867,8 +867,9 @@ class AsyncSubscriber(Generic[ModelT]):
         self._pos = Position(state.epoch, state.version, state.checksum)
         self._raw_flat = state.tree[1]
         self._canary = state.canary
-        if not first:
+        if not first and decision.reason != "created":
             # Events were missed and could not be replayed: caches must forget everything.
+            # (Not when the namespace was absent: it was just created, nothing was missed.)
             await self._flush_caches(self._ipos[1])
         await self._settle(state.version, None, "snapshot", "", state.updated_at, not first,
                            notify=not first or self._ready.is_set(), tree=state.tree)

@@ -363,3 +363,4 @@ async def test_a_namespace_created_after_start_is_followed_without_a_reload(
     await pod.sub.wait_for_version(2, 5)
     assert seen == [1, 2] and pod.sub.get("n") == 2
     assert pod.sub.stats.reloads == 2 and pod.sub.stats.events == 1
+    assert hook.events == []
