@@ -918,9 +918,11 @@ class AsyncSubscriber(Generic[ModelT]):
             if epoch is None:
                 self._ipos = (None, 0)
             return
-        # another history, or events that cannot be replayed: drop everything
+        first = self._ipos[1] < 0
         self._ipos = (epoch, seq)
-        await self._flush_caches(seq)
+        if not first:  # the first read is where we start: the caches hold nothing yet
+            # another history, or events that cannot be replayed: drop everything
+            await self._flush_caches(seq)
 
     # ------------------------------------------------------------------ the backstop
 

@@ -364,3 +364,25 @@ async def test_a_namespace_created_after_start_is_followed_without_a_reload(
     assert seen == [1, 2] and pod.sub.get("n") == 2
     assert pod.sub.stats.reloads == 2 and pod.sub.stats.events == 1
     assert hook.events == []
+
+
+@pytest.mark.parametrize("invalidated", [False, True], ids=["no-invalidation-yet", "seq-3"])
+async def test_starting_tells_no_cache_to_drop_everything(pub: AsyncPublisher, pods: Any,
+                                                          invalidated: bool) -> None:
+    """A subscriber reads the invalidation head when it starts: that is where it begins to
+    follow invalidations, not a gap (its caches cannot hold anything yet), so its listeners
+    hear only real invalidations."""
+    await pub.publish({"n": 1})
+    for _ in range(3 if invalidated else 0):
+        await pub.invalidate(["old"])
+    pod = await pods(start=False)
+    hook = Hook()
+    heard: list[Invalidation] = []
+    pod.sub.register_cache(hook)
+    pod.sub.on_invalidate(heard.append)
+    await pod.sub.start(timeout=5)
+    await pod.sub.wait_for_version(1, 5)
+    result = await pub.invalidate(["k"])
+    await await_until(lambda: heard, what="the invalidation")
+    assert [(e.version, e.keys, e.all) for e in heard] == [(result.version, ("k",), False)]
+    assert hook.events == heard
