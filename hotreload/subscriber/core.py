@@ -306,15 +306,17 @@ class AsyncSubscriber(Generic[ModelT]):
             await asyncio.gather(self._cache_write, return_exceptions=True)
         tasks, self._tasks = self._tasks, []
         current = asyncio.current_task()
-        for task in tasks:
-            if task is not current:
-                task.cancel()
-        for task in tasks:
-            if task is not current:
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        waiting = [task for task in tasks if task is not current]
+        for task in waiting:
+            task.cancel()
+        if waiting:
+            # A driver may swallow a cancellation (redis-py's asyncio client can): the loops
+            # also end on `_closing`. A cancellation of aclose itself propagates from here.
+            await asyncio.wait(waiting)
+            for task in waiting:
+                if not task.cancelled() and task.exception() is not None:
+                    log.debug("a task of the subscriber of %s ended with %r", self.namespace,
+                              task.exception())
         deadline = self._tuning.command_timeout
         if self._subscription is not None:
             try:
@@ -724,10 +726,11 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def _sync_loop(self) -> None:
         backoff = Backoff(self._tuning.reconnect_backoff_max, base=0.05)
-        while True:
+        while not self._closing:
             await self._wake_syncer.wait()
             self._wake_syncer.clear()
-            while (self._job is not None or self._inv_job) and self._link.connected:
+            while ((self._job is not None or self._inv_job) and self._link.connected
+                   and not self._closing):
                 job, reason, inv = self._job, self._job_reason, self._inv_job
                 self._job, self._inv_job = None, False
                 try:
@@ -928,7 +931,7 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def _backstop_loop(self) -> None:
         interval = self._tuning.version_check_interval
-        while True:
+        while not self._closing:
             try:
                 async with asyncio.timeout(interval):
                     await self._wake_backstop.wait()

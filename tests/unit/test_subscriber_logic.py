@@ -386,3 +386,61 @@ async def test_starting_tells_no_cache_to_drop_everything(pub: AsyncPublisher, p
     await await_until(lambda: heard, what="the invalidation")
     assert [(e.version, e.keys, e.all) for e in heard] == [(result.version, ("k",), False)]
     assert hook.events == heard
+
+
+class SwallowingTransport(MemoryTransport):
+    """Reads of the head that take a while and, like redis-py's asyncio client sometimes does,
+    swallow the first cancellation that arrives meanwhile (the call returns as if nothing
+    happened, the task is left "cancelling")."""
+
+    swallowed = False
+
+    async def _swallow(self, call: Any) -> Any:
+        """``await call()`` after a pause that swallows the first cancellation."""
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            if self.swallowed:
+                raise
+            self.swallowed = True
+        return await call()
+
+    async def head(self, ns: str) -> Any:
+        return await self._swallow(lambda: super(SwallowingTransport, self).head(ns))
+
+    async def write_presence(self, ns: str, instance: str, record: bytes, ttl: float) -> Any:
+        return await self._swallow(lambda: super(SwallowingTransport, self).write_presence(
+            ns, instance, record, ttl))
+
+
+async def test_close_ends_every_task_even_when_the_driver_swallows_the_cancellation(
+        server: MemoryServer, pub: AsyncPublisher) -> None:
+    await pub.publish({"n": 1})
+    loop = asyncio.get_running_loop()
+    for pause in (0.0, 0.1, 0.2):
+        transport = SwallowingTransport(server)
+        sub: AsyncSubscriber[Any] = AsyncSubscriber(config(backstop=0.05), transport=transport)
+        await sub.start(timeout=5)
+        await asyncio.sleep(pause)  # the syncer or the backstop is reading the head
+        started = loop.time()
+        closing = asyncio.create_task(sub.aclose())
+        done, _ = await asyncio.wait([closing], timeout=3)
+        assert done, "aclose() hangs"
+        assert loop.time() - started < 1.5 and transport.swallowed
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("hotreload-")]
+
+
+async def test_a_cancelled_close_is_cancelled(server: MemoryServer, pub: AsyncPublisher) -> None:
+    """aclose() must not swallow its caller's cancellation (a timeout around it, a shutdown)."""
+    await pub.publish({"n": 1})
+    transport = SwallowingTransport(server)
+    transport.swallowed = True  # this one lets cancellations through
+    sub: AsyncSubscriber[Any] = AsyncSubscriber(config(backstop=0.05), transport=transport)
+    await sub.start(timeout=5)
+    await asyncio.sleep(0.1)  # the backstop is in a (slow) presence round trip
+    closing = asyncio.create_task(sub.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await sub.aclose()
