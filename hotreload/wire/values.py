@@ -219,7 +219,7 @@ def _first_problem(root: Any, max_depth: int) -> tuple[str, str] | None:
                         return _render(path), f"object keys must be strings, not {_short(k)}"
                     if not k.isascii() and not _encodes(k):
                         return (_render([*path, k]),
-                                "the key holds a lone surrogate (not valid Unicode)")
+                                "a key is not valid Unicode (lone surrogate)")
                 stack.append(iter(node.items()))
             else:
                 stack.append(enumerate(node))
@@ -244,7 +244,7 @@ def _scalar_problem(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         if not value.isascii() and not _encodes(value):
-            return f"{_short(value)} holds a lone surrogate (not valid Unicode)"
+            return "a string is not valid Unicode (lone surrogate)"
         return None
     if isinstance(value, int):
         if value.bit_length() > _BIG_INT_BITS:
