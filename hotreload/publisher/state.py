@@ -129,7 +129,11 @@ def plan_update(state: NamespaceState, sets: Mapping[str, Any], deletes: Iterabl
         if isinstance(value, Mapping) and value:
             if current(key) is not MISSING:
                 plan[key] = MISSING  # a leaf where the object goes
-            for sub, leaf in flatten(value).items():
+            try:
+                leaves = flatten(value)
+            except ProtocolError as exc:  # say where the bad name is
+                raise ProtocolError(f"{key}: {exc}", reason=exc.reason) from None
+            for sub, leaf in leaves.items():
                 full = check_key(f"{key}.{sub}")
                 plan[full] = _plain(leaf)
         else:
