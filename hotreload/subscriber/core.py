@@ -37,7 +37,7 @@ from ..errors import (
     StartTimeout,
     describe_validation,
 )
-from ..transport import Message, Subscription, Transport, open_transport
+from ..transport import Message, RawHead, Subscription, Transport, open_transport
 from ..wire import (
     EMPTY_CHECKSUM,
     MISSING,
@@ -958,15 +958,20 @@ class AsyncSubscriber(Generic[ModelT]):
                 continue
             decision = on_head(self._pos, head[0], head[1], head[2], recheck=False,
                                replay_limit=self._tuning.replay_limit)
-            if decision.verdict is Verdict.RECHECK:
-                await asyncio.sleep(RECHECK_SECONDS)  # events in flight explain a moment
+            if decision.verdict is Verdict.RECHECK or self._invalidations_differ(raw):
+                # events in flight (settings or invalidations) explain a moment behind
+                await asyncio.sleep(RECHECK_SECONDS)
                 try:
                     async with asyncio.timeout(self._tuning.command_timeout):
-                        head = _head_of(await self.transport.head(self.namespace))
+                        raw = await self.transport.head(self.namespace)
+                    head = _head_of(raw)
                 except (BackendError, TimeoutError, ProtocolError):
                     continue
-                decision = on_head(self._pos, head[0], head[1], head[2], recheck=True,
+                decision = on_head(self._pos, head[0], head[1], head[2],
+                                   recheck=decision.verdict is Verdict.RECHECK,
                                    replay_limit=self._tuning.replay_limit)
+                if decision.verdict is Verdict.RECHECK:
+                    continue  # it moved meanwhile: the next round looks again
             if decision.verdict in (Verdict.REPLAY, Verdict.LOAD):
                 self._request("load" if decision.verdict is Verdict.LOAD else "catch-up",
                               f"version check: {decision.reason}")
@@ -974,9 +979,13 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._hold(decision.reason)
             elif decision.verdict is Verdict.NOTHING and self.server_note and head[0]:
                 self.server_note = None
-            if (_text(raw.inv_epoch), _int(raw.inv_seq)) != self._ipos and not (
-                    raw.inv_epoch is None and self._ipos == (None, 0)):
+            if self._invalidations_differ(raw):
                 self._request(None, "invalidation check", invalidations=True)
+
+    def _invalidations_differ(self, raw: RawHead) -> bool:
+        """Whether the invalidation head is not where this subscriber is (§9)."""
+        return (_text(raw.inv_epoch), _int(raw.inv_seq)) != self._ipos and not (
+            raw.inv_epoch is None and self._ipos == (None, 0))
 
     def _presence(self) -> PresenceRecord:
         return own_record(

@@ -444,3 +444,40 @@ async def test_a_cancelled_close_is_cancelled(server: MemoryServer, pub: AsyncPu
     with pytest.raises(asyncio.CancelledError):
         await closing
     await sub.aclose()
+
+
+async def test_an_invalidation_in_flight_is_not_a_gap_for_the_version_check(
+        pub: AsyncPublisher, pods: Any) -> None:
+    """The version check reads the invalidation head: one ahead of the subscriber while its
+    event is still on the way is not a lost event (as for settings, protocol §8 step 7: look
+    again after the in-flight grace). Otherwise every cache of the process stops trusting L1
+    and its loads in flight are spoilt, for nothing."""
+    await pub.publish({"n": 1})
+    pod = await pods(config(backstop=0.05))
+    hook = Recorder()
+    pod.sub.register_cache(hook)
+    await await_until(lambda: hook.trusted[-1:] == [True], what="trusted")
+    pod.tap.hold()  # the event is late: several version checks run meanwhile
+    first = await pub.invalidate(["k"])
+    await pod.tap.passed(1)
+    await asyncio.sleep(0.2)
+    pod.tap.release()
+    await await_until(lambda: hook.events, what="the invalidation")
+    await asyncio.sleep(0.6)  # past the grace: the version check agrees with the subscriber
+    assert [(e.version, e.keys, e.reason) for e in hook.events] == [(first.version, ("k",),
+                                                                      "event")]
+    assert False not in hook.trusted
+    # an invalidation really lost is still found by the version check (after the grace)
+    pod.tap.losing = True
+    second = await pub.invalidate(["j"])
+    await await_until(lambda: len(hook.events) == 2, what="the lost invalidation replayed")
+    assert (hook.events[-1].version, hook.events[-1].keys) == (second.version, ("j",))
+
+
+class Recorder(Hook):
+    def __init__(self) -> None:
+        super().__init__()
+        self.trusted: list[bool] = []
+
+    def set_trusted(self, trusted: bool) -> None:
+        self.trusted.append(trusted)
