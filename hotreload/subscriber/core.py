@@ -940,6 +940,9 @@ class AsyncSubscriber(Generic[ModelT]):
             self._wake_backstop.clear()
             if self._pos.version < 0:
                 continue  # nothing to report or compare before the first load
+            # The head is compared with what we held when it was read: the reader may apply
+            # events while the reply is on its way (a head older than those is not behind).
+            pos, ipos = self._pos, self._ipos
             try:
                 async with asyncio.timeout(self._tuning.command_timeout):
                     raw = await self.transport.write_presence(
@@ -956,18 +959,19 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._hold(f"the namespace's head on the server is unreadable ({exc}); keeping "
                            "the last good settings until a publisher recovers it")
                 continue
-            decision = on_head(self._pos, head[0], head[1], head[2], recheck=False,
+            decision = on_head(pos, head[0], head[1], head[2], recheck=False,
                                replay_limit=self._tuning.replay_limit)
-            if decision.verdict is Verdict.RECHECK or self._invalidations_differ(raw):
+            if decision.verdict is Verdict.RECHECK or _invalidations_differ(raw, ipos):
                 # events in flight (settings or invalidations) explain a moment behind
                 await asyncio.sleep(RECHECK_SECONDS)
+                pos, ipos = self._pos, self._ipos
                 try:
                     async with asyncio.timeout(self._tuning.command_timeout):
                         raw = await self.transport.head(self.namespace)
                     head = _head_of(raw)
                 except (BackendError, TimeoutError, ProtocolError):
                     continue
-                decision = on_head(self._pos, head[0], head[1], head[2],
+                decision = on_head(pos, head[0], head[1], head[2],
                                    recheck=decision.verdict is Verdict.RECHECK,
                                    replay_limit=self._tuning.replay_limit)
                 if decision.verdict is Verdict.RECHECK:
@@ -979,13 +983,8 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._hold(decision.reason)
             elif decision.verdict is Verdict.NOTHING and self.server_note and head[0]:
                 self.server_note = None
-            if self._invalidations_differ(raw):
+            if _invalidations_differ(raw, ipos):
                 self._request(None, "invalidation check", invalidations=True)
-
-    def _invalidations_differ(self, raw: RawHead) -> bool:
-        """Whether the invalidation head is not where this subscriber is (§9)."""
-        return (_text(raw.inv_epoch), _int(raw.inv_seq)) != self._ipos and not (
-            raw.inv_epoch is None and self._ipos == (None, 0))
 
     def _presence(self) -> PresenceRecord:
         return own_record(
@@ -1035,6 +1034,12 @@ _HOLD_REASONS: Final = {
                    "recovers it",
     "legacy": "the server holds protocol-1 settings older than this subscriber's",
 }
+
+
+def _invalidations_differ(raw: RawHead, ipos: tuple[str | None, int]) -> bool:
+    """Whether the invalidation head is not at ``ipos`` (what the subscriber held, §9)."""
+    return (_text(raw.inv_epoch), _int(raw.inv_seq)) != ipos and not (
+        raw.inv_epoch is None and ipos == (None, 0))
 
 
 def _head_of(raw: Any) -> tuple[str | None, int, str]:

@@ -481,3 +481,37 @@ class Recorder(Hook):
 
     def set_trusted(self, trusted: bool) -> None:
         self.trusted.append(trusted)
+
+
+class SlowReplyTransport(MemoryTransport):
+    """The version check's round trip takes a while: the head it returns was read on the
+    server before the events the subscriber applies meanwhile."""
+
+    async def write_presence(self, ns: str, instance: str, record: bytes, ttl: float) -> Any:
+        head = await super().write_presence(ns, instance, record, ttl)
+        await asyncio.sleep(0.05)  # the reply is on its way back
+        return head
+
+    async def head(self, ns: str) -> Any:
+        head = await super().head(ns)
+        await asyncio.sleep(0.05)
+        return head
+
+
+async def test_a_head_read_before_the_events_applied_meanwhile_is_not_the_server_behind(
+        server: MemoryServer, pub: AsyncPublisher, caplog: pytest.LogCaptureFixture) -> None:
+    """While events flow, the head a version check reads is often older than what the
+    subscriber applies before the reply arrives: that is not "the server is behind"."""
+    await pub.publish({"n": 0})
+    sub: AsyncSubscriber[Any] = AsyncSubscriber(config(backstop=0.02),
+                                                transport=SlowReplyTransport(server))
+    await sub.start(timeout=5)
+    try:
+        for i in range(1, 101):
+            last = await pub.publish({"n": i})
+            await asyncio.sleep(0.005)
+        await sub.wait_for_version(last.version, 5)
+        assert sub.stats.holds == 0 and sub.server_note is None
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    finally:
+        await sub.aclose()
