@@ -37,11 +37,15 @@ def server() -> Iterator[RedisServer]:
 async def test_client_kill_while_events_flow_converges(server: RedisServer, resp: int,
                                                        namespace: str) -> None:
     config = make_config(url=server.url, protocol=resp)
+    with server.client() as killer:
+        await _kill_while_events_flow(config, namespace, killer)
+
+
+async def _kill_while_events_flow(config: Any, namespace: str, killer: redis.Redis) -> None:
     async with AsyncPublisher(config, namespace=namespace) as pub, \
             AsyncSubscriber(config, namespace=namespace) as sub:
         resyncs: list[Resync] = []
         sub.on_resync(resyncs.append)
-        killer = server.client()
         for i in range(1, 201):
             await pub.publish({"counter": i, f"k{i % 7}": i})
             if i % 40 == 0:
@@ -54,6 +58,7 @@ async def test_client_kill_while_events_flow_converges(server: RedisServer, resp
         await sub.wait_for_version(final.version, timeout=15)
         assert sub.as_dict() == final.settings
         assert len(resyncs) >= 1
+        assert sub.stats.holds == 0 and sub.server_note is None  # never "the server is behind"
 
 
 async def test_events_missed_while_cut_off_are_replayed_in_order(proxy: Proxy, resp: int,
@@ -190,7 +195,8 @@ async def test_slow_subscriber_dropped_at_the_output_buffer_limit_converges(
     server: RedisServer, namespace: str
 ) -> None:
     """Redis silently drops a subscriber that reads too slowly; it must resync, not go stale."""
-    server.client().config_set("client-output-buffer-limit", "pubsub 32kb 16kb 1")
+    with server.client() as admin:
+        admin.config_set("client-output-buffer-limit", "pubsub 32kb 16kb 1")
     config = make_config(url=server.url)
     async with AsyncPublisher(config, namespace=namespace) as pub, \
             AsyncSubscriber(config, namespace=namespace) as sub:
