@@ -57,10 +57,11 @@ def parse_value(key: str, text: str) -> Any:
     if not stripped.startswith(_JSON_START) and not _JSON_SCALAR.fullmatch(stripped):
         return text
     try:
-        value = loads(stripped, what="value")
+        value = loads(stripped, what="the value")
     except (ValueError, HotReloadError) as exc:
         what = "is not valid JSON" if stripped.startswith(_JSON_START) else "is no JSON number"
-        raise click.BadParameter(f"the value of {key!r} {what}: {exc} (for a string as "
+        why = str(exc).removeprefix("the value is not valid JSON: ")  # said once, below
+        raise click.BadParameter(f"the value of {key!r} {what}: {why} (for a string as "
                                  "written, pass --string)", param_hint="KEY=VALUE") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise click.BadParameter(f"the value of {key!r} is too large for a JSON number",
@@ -289,7 +290,8 @@ def invalidate(state: State, namespace: str | None, keys: tuple[str, ...],
         raise click.UsageError("give KEYs, --prefix or --all")
     result = _run(state, namespace, lambda pub: pub.invalidate(keys, prefixes,
                                                               everything=everything))
-    click.echo(f"published v{result.version} (invalidate)")
+    # invalidations are numbered apart from settings versions (docs/protocol.md §9)
+    click.echo(f"published seq {result.version} (invalidate)")
 
 
 @click.command()

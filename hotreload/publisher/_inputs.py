@@ -16,7 +16,7 @@ from ..errors import InputError, ProtocolError
 def check_text(value: Any, what: str) -> str:
     """``value`` if it is a str that UTF-8 can encode (no lone surrogate), else `InputError`."""
     if not isinstance(value, str):
-        raise InputError(f"{what} must be a string, not {kind(value)}")
+        raise InputError(f"{what} must be a string, not {shown(value)}")
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -67,3 +67,10 @@ def check_version(value: object, what: str) -> None:
 
 def kind(value: object) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
+
+
+def shown(value: object) -> str:
+    """A short number or None as itself (``not 5``), anything else by its type."""
+    if type(value) in (int, float, bool) and len(repr(value)) <= 20:
+        return repr(value)
+    return kind(value)

@@ -127,7 +127,13 @@ def plan_update(state: NamespaceState, sets: Mapping[str, Any], deletes: Iterabl
                 plan[key[:i]] = MISSING  # a leaf where objects are needed
             i = key.find(".", i + 1)
         if isinstance(value, Mapping) and value:
-            for sub, leaf in flatten(value).items():
+            if current(key) is not MISSING:
+                plan[key] = MISSING  # a leaf where the object goes
+            try:
+                leaves = flatten(value)
+            except ProtocolError as exc:  # say where the bad name is
+                raise ProtocolError(f"{key}: {exc}", reason=exc.reason) from None
+            for sub, leaf in leaves.items():
                 full = check_key(f"{key}.{sub}")
                 plan[full] = _plain(leaf)
         else:

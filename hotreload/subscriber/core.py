@@ -37,7 +37,7 @@ from ..errors import (
     StartTimeout,
     describe_validation,
 )
-from ..transport import Message, Subscription, Transport, open_transport
+from ..transport import Message, RawHead, Subscription, Transport, open_transport
 from ..wire import (
     EMPTY_CHECKSUM,
     MISSING,
@@ -306,15 +306,17 @@ class AsyncSubscriber(Generic[ModelT]):
             await asyncio.gather(self._cache_write, return_exceptions=True)
         tasks, self._tasks = self._tasks, []
         current = asyncio.current_task()
-        for task in tasks:
-            if task is not current:
-                task.cancel()
-        for task in tasks:
-            if task is not current:
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        waiting = [task for task in tasks if task is not current]
+        for task in waiting:
+            task.cancel()
+        if waiting:
+            # A driver may swallow a cancellation (redis-py's asyncio client can): the loops
+            # also end on `_closing`. A cancellation of aclose itself propagates from here.
+            await asyncio.wait(waiting)
+            for task in waiting:
+                if not task.cancelled() and task.exception() is not None:
+                    log.debug("a task of the subscriber of %s ended with %r", self.namespace,
+                              task.exception())
         deadline = self._tuning.command_timeout
         if self._subscription is not None:
             try:
@@ -724,10 +726,11 @@ class AsyncSubscriber(Generic[ModelT]):
 
     async def _sync_loop(self) -> None:
         backoff = Backoff(self._tuning.reconnect_backoff_max, base=0.05)
-        while True:
+        while not self._closing:
             await self._wake_syncer.wait()
             self._wake_syncer.clear()
-            while (self._job is not None or self._inv_job) and self._link.connected:
+            while ((self._job is not None or self._inv_job) and self._link.connected
+                   and not self._closing):
                 job, reason, inv = self._job, self._job_reason, self._inv_job
                 self._job, self._inv_job = None, False
                 try:
@@ -867,8 +870,9 @@ class AsyncSubscriber(Generic[ModelT]):
         self._pos = Position(state.epoch, state.version, state.checksum)
         self._raw_flat = state.tree[1]
         self._canary = state.canary
-        if not first:
+        if not first and decision.reason != "created":
             # Events were missed and could not be replayed: caches must forget everything.
+            # (Not when the namespace was absent: it was just created, nothing was missed.)
             await self._flush_caches(self._ipos[1])
         await self._settle(state.version, None, "snapshot", "", state.updated_at, not first,
                            notify=not first or self._ready.is_set(), tree=state.tree)
@@ -917,15 +921,17 @@ class AsyncSubscriber(Generic[ModelT]):
             if epoch is None:
                 self._ipos = (None, 0)
             return
-        # another history, or events that cannot be replayed: drop everything
+        first = self._ipos[1] < 0
         self._ipos = (epoch, seq)
-        await self._flush_caches(seq)
+        if not first:  # the first read is where we start: the caches hold nothing yet
+            # another history, or events that cannot be replayed: drop everything
+            await self._flush_caches(seq)
 
     # ------------------------------------------------------------------ the backstop
 
     async def _backstop_loop(self) -> None:
         interval = self._tuning.version_check_interval
-        while True:
+        while not self._closing:
             try:
                 async with asyncio.timeout(interval):
                     await self._wake_backstop.wait()
@@ -934,6 +940,9 @@ class AsyncSubscriber(Generic[ModelT]):
             self._wake_backstop.clear()
             if self._pos.version < 0:
                 continue  # nothing to report or compare before the first load
+            # The head is compared with what we held when it was read: the reader may apply
+            # events while the reply is on its way (a head older than those is not behind).
+            pos, ipos = self._pos, self._ipos
             try:
                 async with asyncio.timeout(self._tuning.command_timeout):
                     raw = await self.transport.write_presence(
@@ -950,17 +959,23 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._hold(f"the namespace's head on the server is unreadable ({exc}); keeping "
                            "the last good settings until a publisher recovers it")
                 continue
-            decision = on_head(self._pos, head[0], head[1], head[2], recheck=False,
+            decision = on_head(pos, head[0], head[1], head[2], recheck=False,
                                replay_limit=self._tuning.replay_limit)
-            if decision.verdict is Verdict.RECHECK:
-                await asyncio.sleep(RECHECK_SECONDS)  # events in flight explain a moment
+            if decision.verdict is Verdict.RECHECK or _invalidations_differ(raw, ipos):
+                # events in flight (settings or invalidations) explain a moment behind
+                await asyncio.sleep(RECHECK_SECONDS)
+                pos, ipos = self._pos, self._ipos
                 try:
                     async with asyncio.timeout(self._tuning.command_timeout):
-                        head = _head_of(await self.transport.head(self.namespace))
+                        raw = await self.transport.head(self.namespace)
+                    head = _head_of(raw)
                 except (BackendError, TimeoutError, ProtocolError):
                     continue
-                decision = on_head(self._pos, head[0], head[1], head[2], recheck=True,
+                decision = on_head(pos, head[0], head[1], head[2],
+                                   recheck=decision.verdict is Verdict.RECHECK,
                                    replay_limit=self._tuning.replay_limit)
+                if decision.verdict is Verdict.RECHECK:
+                    continue  # it moved meanwhile: the next round looks again
             if decision.verdict in (Verdict.REPLAY, Verdict.LOAD):
                 self._request("load" if decision.verdict is Verdict.LOAD else "catch-up",
                               f"version check: {decision.reason}")
@@ -968,8 +983,7 @@ class AsyncSubscriber(Generic[ModelT]):
                 self._hold(decision.reason)
             elif decision.verdict is Verdict.NOTHING and self.server_note and head[0]:
                 self.server_note = None
-            if (_text(raw.inv_epoch), _int(raw.inv_seq)) != self._ipos and not (
-                    raw.inv_epoch is None and self._ipos == (None, 0)):
+            if _invalidations_differ(raw, ipos):
                 self._request(None, "invalidation check", invalidations=True)
 
     def _presence(self) -> PresenceRecord:
@@ -1020,6 +1034,12 @@ _HOLD_REASONS: Final = {
                    "recovers it",
     "legacy": "the server holds protocol-1 settings older than this subscriber's",
 }
+
+
+def _invalidations_differ(raw: RawHead, ipos: tuple[str | None, int]) -> bool:
+    """Whether the invalidation head is not at ``ipos`` (what the subscriber held, §9)."""
+    return (_text(raw.inv_epoch), _int(raw.inv_seq)) != ipos and not (
+        raw.inv_epoch is None and ipos == (None, 0))
 
 
 def _head_of(raw: Any) -> tuple[str | None, int, str]:

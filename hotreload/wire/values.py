@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from ..errors import ProtocolError
@@ -145,57 +145,143 @@ def canonical_json(value: Any) -> str:
         raise ProtocolError(f"value is not valid JSON: {exc}", reason="text") from None
 
 
+#: Below this many bits every int prints (``sys.get_int_max_str_digits()`` is at least 640).
+_BIG_INT_BITS: Final = 2048
+
+
 def check_json_value(value: Any, where: str, *, max_depth: int = MAX_DEPTH) -> None:
     """Raise `ProtocolError` (reason ``text``) unless ``value`` is plain JSON.
 
-    Plain JSON: None, bool, int, finite float, str (valid Unicode), lists/tuples and mappings
-    with string keys, nesting at most ``max_depth`` levels. Iterative: any depth is safe.
+    Plain JSON: None, bool, int (that prints), finite float, str (valid Unicode), lists/tuples
+    and mappings with string keys (valid Unicode), nesting at most ``max_depth`` levels.
+    Iterative: any depth is safe. The message names ``where`` and the path below it
+    (``where.db.hosts[2]: nan is not valid JSON``).
     """
+    if not _surely_plain(value, max_depth):
+        found = _first_problem(value, max_depth)
+        if found is not None:
+            path, why = found
+            raise ProtocolError(f"{where}{path}: {why}", reason="text")
+
+
+def _surely_plain(value: Any, max_depth: int) -> bool:
+    """The fast check: True if ``value`` is plain JSON. False means `_first_problem` decides
+    (and explains); the two agree (tests/unit/test_protocol.py)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     pop, push = stack.pop, stack.append
     while stack:
         item, depth = pop()
         t = type(item)
-        if item is None or t is bool or t is int:
+        if item is None or t is bool:
             continue
         if t is str:
-            if not item.isascii():
-                _check_unicode(item, where)
+            if not item.isascii() and not _encodes(item):
+                return False
+            continue
+        if t is int:
+            if item.bit_length() > _BIG_INT_BITS:
+                return False
             continue
         if t is float:
             if not math.isfinite(item):
-                raise ProtocolError(f"{where}: {item!r} is not valid JSON", reason="text")
+                return False
             continue
-        if isinstance(item, (list, tuple)):
+        if t is list or t is tuple:
             if depth >= max_depth:
-                raise ProtocolError(f"{where}: nests more than {max_depth} levels", reason="text")
+                return False
             for child in item:
                 push((child, depth + 1))
             continue
-        if isinstance(item, Mapping):
+        if t is dict:
             if depth >= max_depth:
-                raise ProtocolError(f"{where}: nests more than {max_depth} levels", reason="text")
+                return False
             for k, v in item.items():
-                if type(k) is not str:
-                    raise ProtocolError(f"{where}: object keys must be strings, not {k!r}",
-                                        reason="text")
+                if type(k) is not str or (not k.isascii() and not _encodes(k)):
+                    return False
                 push((v, depth + 1))
             continue
-        if isinstance(item, (str, int)):  # subclasses (str/int enums) serialise as their base
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise ProtocolError(f"{where}: {item!r} is not valid JSON", reason="text")
-            continue
-        raise ProtocolError(f"{where}: {t.__name__} is not a JSON value", reason="text")
+        return False  # anything unusual (subclasses, other mappings): let the slow walk decide
+    return True
 
 
-def _check_unicode(text: str, where: str) -> None:
+def _first_problem(root: Any, max_depth: int) -> tuple[str, str] | None:
+    """The path (``.a.b[2]``) to the first bad part of ``root`` and why it is bad, or None."""
+    path: list[str | int] = []  # to the node at hand; one part per open container
+    stack: list[Iterator[tuple[str | int, Any]]] = []
+    node = root
+    while True:
+        if isinstance(node, (list, tuple, Mapping)) and not isinstance(node, (str, bytes)):
+            if len(stack) >= max_depth:
+                return "", f"nests more than {max_depth} levels"
+            if isinstance(node, Mapping):
+                for k in node:
+                    if not isinstance(k, str):
+                        return _render(path), f"object keys must be strings, not {_short(k)}"
+                    if not k.isascii() and not _encodes(k):
+                        return (_render([*path, k]),
+                                "a key is not valid Unicode (lone surrogate)")
+                stack.append(iter(node.items()))
+            else:
+                stack.append(enumerate(node))
+            path.append("")
+        else:
+            why = _scalar_problem(node)
+            if why is not None:
+                return _render(path), why
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is not None:
+                path[-1], node = nxt
+                break
+            stack.pop()
+            path.pop()
+        else:
+            return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if value is None or value is True or value is False:
+        return None
+    if isinstance(value, str):
+        if not value.isascii() and not _encodes(value):
+            return "a string is not valid Unicode (lone surrogate)"
+        return None
+    if isinstance(value, int):
+        if value.bit_length() > _BIG_INT_BITS:
+            try:
+                str(value)
+            except ValueError:
+                return f"an integer of {value.bit_length()} bits is too long for JSON text"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value!r} is not valid JSON"
+    return f"{type(value).__name__} is not a JSON value"
+
+
+def _encodes(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ProtocolError(f"{where}: a string is not valid Unicode (lone surrogate)",
-                            reason="text") from None
+        return False
+    return True
+
+
+def _render(path: list[str | int]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else "." + _short(part, quote=False)
+                   for part in path)
+
+
+def _short(value: Any, *, quote: bool = True) -> str:
+    """``value`` for a one-line message: repr'd if it needs escaping, cut if long."""
+    if not isinstance(value, str):
+        if type(value) is int and value.bit_length() > 64:
+            return "a very long int"
+        plain = value is None or type(value) in (int, float, bool)
+        return repr(value) if plain else f"a {type(value).__name__}"
+    cut = value if len(value) <= 60 else value[:60] + "…"
+    if quote or not cut.isprintable() or "." in cut or not _encodes(cut):
+        return repr(cut)
+    return cut
 
 
 def leaf_text(value: Any, where: str = "value") -> str:
@@ -218,8 +304,9 @@ def parse_leaf_text(text: str, where: str = "text") -> Any:
     """
     if type(text) is not str:
         raise ProtocolError(f"{where} must be a string holding JSON text", reason="text")
-    if not text.isascii():
-        _check_unicode(text, where)
+    if not text.isascii() and not _encodes(text):
+        raise ProtocolError(f"{where}: a string is not valid Unicode (lone surrogate)",
+                            reason="text")
     if nesting_exceeds(text, MAX_LEAF_DEPTH):
         raise ProtocolError(f"{where} nests more than {MAX_LEAF_DEPTH} levels", reason="text")
     try:

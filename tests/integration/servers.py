@@ -47,8 +47,9 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                if self.client().ping():
-                    return
+                with self.client() as probe:  # closed: an unclosed socket is a ResourceWarning
+                    if probe.ping():
+                        return
             except redis.RedisError:
                 if time.monotonic() > deadline:
                     raise

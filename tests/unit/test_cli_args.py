@@ -27,6 +27,9 @@ NAMESPACED = {
     "rollback": ["1", "--yes"],
     "tail": ["--max-events", "1"],
     "status": [],
+    "diff": ["1"],
+    "promote": [],
+    "abort": [],
 }
 
 

@@ -48,6 +48,15 @@ def test_all_is_exactly_the_public_names(module: types.ModuleType) -> None:
     assert not exported - public, f"in __all__ but not defined: {sorted(exported - public)}"
 
 
+def test_publish_result_fields_are_pinned() -> None:
+    """What a publish returns is part of the API (invalidations are numbered apart: their
+    ``version`` is the invalidation's seq; ``epoch`` and ``recovered`` came with protocol 2)."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(hotreload.PublishResult)] == [
+        "namespace", "version", "changed", "changes", "receivers", "epoch", "recovered"]
+
+
 def test_every_error_derives_from_the_root() -> None:
     errors = [getattr(hotreload, n) for n in hotreload.__all__ if n.endswith(("Error", "Rejected",
                                                                             "Timeout"))]
@@ -62,8 +71,8 @@ TWINS = [(hotreload.Subscriber, hotreload.AsyncSubscriber),
          (hotreload.Publisher, hotreload.AsyncPublisher),
          (hotreload.TwoLevelCache, hotreload.AsyncTwoLevelCache)]
 SYNC_NAME = {"aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}
-#: An asyncio Redis client belongs to one event loop: only the async classes accept one.
-ASYNC_ONLY_PARAMETERS = {"client"}
+#: A transport's connections belong to one event loop: only the async classes accept one.
+ASYNC_ONLY_PARAMETERS = {"transport"}
 
 
 def _parameters(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
