@@ -62,6 +62,7 @@ class MemoryServer:
         self._frozen = False
         self._thaw: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._failures = 0
+        self._down = False
         self._id = next(_ids)
 
     def describe(self) -> str:
@@ -114,6 +115,14 @@ class MemoryServer:
         with self._lock:
             self.store.clear()
         self.cut()
+
+    def set_down(self, down: bool = True) -> None:
+        """While down, every call (commands, pings, subscription connects) fails with a
+        `BackendError`, as a refused connection does; subscriptions are cut."""
+        with self._lock:
+            self._down = down
+        if down:
+            self.cut()
 
     def fail_next(self, count: int = 1) -> None:
         """Make the next ``count`` calls (commands, pings, subscription connects) fail with a
@@ -181,6 +190,8 @@ class MemoryServer:
     def _check_failure(self) -> None:
         with self._lock:
             self.calls += 1
+            if self._down:
+                raise BackendError(f"{self.describe()}: connection refused (server down)")
             if self._failures > 0:
                 self._failures -= 1
                 raise BackendError(f"{self.describe()}: connection refused (injected failure)"

@@ -18,7 +18,7 @@ def test_all_is_sorted_complete_and_importable() -> None:
         assert getattr(wire, name) is not None
     public = {n for n in vars(wire) if not n.startswith("_")}
     modules = {"canary", "conformance", "digest", "epochs", "events", "follow", "heads", "leaves",
-               "legacy", "names", "values"}
+               "legacy", "names", "presence", "values"}
     assert public - modules == set(names)
 
 
