@@ -14,13 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from hotreload.config import DaemonSettings, build_config
-from hotreload.daemon.http import Console, HttpServer, console_enabled, create_app
-from hotreload.daemon.http import views
+from hotreload.daemon.http import Console, HttpServer, console_enabled, create_app, views
 from hotreload.daemon.http.guard import is_loopback
 from hotreload.daemon.http.page import ASSETS, _read
 from hotreload.masking import MASK, SecretMatcher, scrub
-from hotreload.subscriber.presence import PresenceRecord, decode_presence
 from hotreload.wire import MISSING, Change, Envelope, Head
+from hotreload.wire.presence import PresenceRecord, decode_presence
 from tests.unit.memory_fixtures import Pods, config, pods, server
 from tests.unit.test_daemon_health import FakeDaemon
 

@@ -24,7 +24,6 @@ from typing import Any, Final
 from ...config import HotReloadConfig
 from ...errors import HotReloadError, describe_error
 from ...masking import SecretMatcher
-from ...subscriber.presence import PresenceRecord, decode_presence
 from ...transport import Transport
 from ...wire import (
     MISSING,
@@ -36,6 +35,7 @@ from ...wire import (
     decode_head_triplet,
     parse_leaf_text,
 )
+from ...wire.presence import PresenceRecord, decode_presence
 from . import views
 
 __all__ = ["ACTIVE_SECONDS", "HISTORY_EVENTS", "IDLE_INTERVAL", "Console"]

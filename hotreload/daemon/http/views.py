@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ...masking import MASK, SecretMatcher, scrub
-from ...subscriber.presence import PresenceRecord
 from ...wire import MISSING, Canary, Change, Envelope, Head, value_change
+from ...wire.presence import PresenceRecord
 
 __all__ = [
     "EVENT_MINUTES",
