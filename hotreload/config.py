@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from ._parsers import load_yaml
 from .errors import ConfigError, ProtocolError, validation_problems
+from .masking import DEFAULT_SECRET_KEYS
 from .wire import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -284,6 +285,32 @@ def http_address(value: str | None) -> str | None:
     return value
 
 
+class ConsoleSettings(_Section):
+    """The operator console and its JSON API on the daemon's HTTP listener (docs/daemon.md)."""
+
+    #: None (default): on when ``daemon.http`` is a loopback address, off otherwise.
+    enabled: bool | None = None
+    #: When set, ``/`` and ``/api/`` require ``Authorization: Bearer <token>`` (or the token as
+    #: the password of HTTP Basic authentication, for browsers).
+    token: SecretStr | None = None
+    #: Namespaces shown besides those the daemon's sources feed.
+    namespaces: list[str] = Field(default_factory=list)
+    #: Glob patterns of dotted keys whose values never leave the daemon (case-insensitive).
+    secret_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_KEYS))
+    #: Seconds between two reads of the heads and presence records while someone watches.
+    poll_interval: float = Field(0.5, gt=0, le=60)
+
+    @field_validator("token")
+    @classmethod
+    def _no_empty_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("namespaces")
+    @classmethod
+    def _check_namespaces(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(_name(ns, "namespace") for ns in value))
+
+
 class DaemonSettings(_Section):
     """The publisher daemon."""
 
@@ -293,6 +320,7 @@ class DaemonSettings(_Section):
     watch_debounce_ms: int = Field(50, ge=1)
     redis_backoff_max: float = Field(5.0, gt=0)
     log_format: Literal["text", "json"] = "text"
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("http", mode="before")
     @classmethod

@@ -15,7 +15,8 @@ from ._extras import require_extra
 
 @click.command("daemon")
 @click.option("--http", "http", default=None, metavar="HOST:PORT",
-              help="Health and metrics address [default: daemon.http]; 'off' disables it.")
+              help="Address of health, metrics and the console [default: daemon.http]; "
+                   "'off' disables it.")
 @click.pass_obj
 @handle_errors
 def daemon(state: State, http: str | None) -> None:

@@ -24,7 +24,7 @@ from ..errors import describe_error
 from ..publisher import AsyncPublisher
 from ..transport import Transport, open_transport
 from .election import Election, Role
-from .http import HttpServer
+from .http import Console, HttpServer, console_enabled
 from .metrics import Metrics
 from .pending import SourceState
 from .reconciler import Reconciler
@@ -75,8 +75,11 @@ class Daemon:
             backoff_max=config.daemon.redis_backoff_max, on_reconnect=self.request_reconcile,
         )
         self.http: HttpServer | None = None
+        self.console: Console | None = None
         if config.daemon.http is not None:
-            self.http = HttpServer(config.daemon.http, self)
+            if console_enabled(config.daemon):
+                self.console = Console(config, self.transport, fed=self._fed_namespaces)
+            self.http = HttpServer(config.daemon.http, self, self.console)
         self.election = Election(
             self.leader, backoff_max=config.daemon.redis_backoff_max, on_lead=self._lead,
             on_follow=self.reconciler.close_gate, on_change=self._role_changed,
@@ -110,6 +113,12 @@ class Daemon:
     def request_reconcile(self) -> None:
         """Make every source re-read and report its whole state soon."""
         self._reconcile_now.set()
+
+    def _fed_namespaces(self) -> dict[str, str | None]:
+        """The namespaces the sources feed, with the source owning each (None: unknown)."""
+        fed: dict[str, str | None] = dict.fromkeys(self.reconciler.versions)
+        fed.update(self.reconciler.owners)
+        return fed
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         reasons = []

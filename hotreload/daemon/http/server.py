@@ -9,6 +9,8 @@ from aiohttp import web
 from ...errors import ConfigError
 from .app import create_app
 from .base import HttpDaemon
+from .console import Console
+from .guard import is_loopback
 
 #: Seconds the server waits for requests in flight when it stops (the daemon's whole stop
 #: stays well under 2 s).
@@ -25,11 +27,12 @@ def parse_address(value: str) -> tuple[str, int]:
 
 
 class HttpServer:
-    """Serves `create_app(daemon)` on ``address`` from `start` until `aclose`."""
+    """Serves `create_app(daemon, console)` on ``address`` from `start` until `aclose`."""
 
-    def __init__(self, address: str, daemon: HttpDaemon) -> None:
+    def __init__(self, address: str, daemon: HttpDaemon, console: Console | None = None
+                 ) -> None:
         self.host, self.port = parse_address(address)
-        self.app = create_app(daemon)
+        self.app = create_app(daemon, console, loopback=is_loopback(self.host))
         self._runner: web.AppRunner | None = None
 
     @property
