@@ -128,7 +128,7 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
     assert variables["datasource"]["type"] == "datasource"
     for panel in DASHBOARD["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         if panel["type"] != "row":
             assert panel["targets"] and panel["datasource"]["uid"] == "${datasource}"
     series_in(variables["namespace"]["definition"].removeprefix("label_values(")
