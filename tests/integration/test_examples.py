@@ -64,3 +64,41 @@ def test_postgres_example(prefix: str, database: str) -> None:
     assert "invalidated product:1" in out
     assert "product:1 costs 27.50 after the row change" in out
     assert out[-1] == "ok"
+
+
+def test_job_worker_example(prefix: str) -> None:
+    result = run_example(EXAMPLES / "workers" / "job_worker.py", {"HOTRELOAD_PREFIX": prefix})
+    out = result.stdout.splitlines()
+    assert out[0] == "v1: discount 0"
+    assert out[1:6] == [f"job {n}: 100.00 EUR (discount 0)" for n in range(1, 6)]
+    assert out[6] == "v2: discount 0.2"
+    assert out[7:] == [f"job {n}: 80.00 EUR (discount 0.2)" for n in range(6, 11)]
+
+
+def test_sync_worker_example_follows_changes(prefix: str) -> None:
+    from hotreload import HotReloadConfig, Publisher
+
+    namespace = "worker"
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "HOTRELOAD_PREFIX": prefix,
+           "APP_NAMESPACE": namespace}
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "workers" / "sync_worker.py"),
+                             "--max-changes", "3"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "ready at v0: batch size 10\n"
+        config = HotReloadConfig.from_url(REDIS_URL, namespace=namespace, prefix=prefix)
+        with Publisher(config) as pub:
+            pub.publish({"worker.batch_size": 50})
+            assert proc.stdout.readline() == "v1: batch size 10 -> 50\n"
+            pub.publish({"worker.paused": True})
+            assert proc.stdout.readline() == "v2: paused\n"
+            pub.publish({"worker.paused": False, "worker.batch_size": 5})
+            assert sorted([proc.stdout.readline(), proc.stdout.readline()]) == [
+                "v3: batch size 50 -> 5\n", "v3: resumed\n"]
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (0, "stopped after 3 change(s)\n"), err
