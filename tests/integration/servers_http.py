@@ -28,14 +28,15 @@ class Served:
 
 
 @contextmanager
-def uvicorn(app: str, env: Mapping[str, str], *, cwd: Path = ROOT,
+def uvicorn(app: str, env: Mapping[str, str], *, cwd: Path = ROOT, app_dir: Path | None = None,
             start_within: float = 20.0) -> Iterator[Served]:
     """Run ``python -m uvicorn APP`` on a free loopback port until the block ends (SIGTERM,
     then it must shut the app down cleanly within 10 s). Fails if it does not serve within
     ``start_within``."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0",
-         "--log-level", "info", "--no-access-log"],
+         "--log-level", "info", "--no-access-log",
+         *(["--app-dir", str(app_dir)] if app_dir is not None else [])],
         cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True)
     lines: list[str] = []

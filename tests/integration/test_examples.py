@@ -102,3 +102,69 @@ def test_sync_worker_example_follows_changes(prefix: str) -> None:
             proc.kill()
             proc.communicate()
     assert (proc.returncode, out) == (0, "stopped after 3 change(s)\n"), err
+
+
+@pytest.fixture
+def shop_daemon(tmp_path: Path, prefix: str, database: str) -> Iterator[Path]:
+    """examples/postgres set up as its README says, and its daemon running: the config path."""
+    import yaml
+
+    config = yaml.safe_load((EXAMPLES / "postgres" / "config.yaml").read_text())
+    config["redis"]["url"] = REDIS_URL
+    config["postgres"]["dsn"] = database
+    config["prefix"] = prefix
+    config["daemon"]["http"] = "off"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = [sys.executable, "-m", "hotreload", "-c", str(path)]
+    subprocess.run([*cli, "db", "install"], check=True, capture_output=True, timeout=30)
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute((EXAMPLES / "postgres" / "schema.sql").read_text())
+    daemon = subprocess.Popen([*cli, "daemon"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        yield path
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=10) == 0
+
+
+def test_fastapi_app_example(shop_daemon: Path, prefix: str, database: str) -> None:
+    import httpx
+
+    from tests.conftest import wait_until
+    from tests.integration.servers_http import uvicorn
+
+    env = {"REDIS_URL": REDIS_URL, "DATABASE_URL": database, "HOTRELOAD_PREFIX": prefix}
+    with uvicorn("app:app", env, app_dir=EXAMPLES / "fastapi_app") as served, \
+            httpx.Client(base_url=served.url, timeout=5) as http, \
+            psycopg.connect(database, autocommit=True) as db:
+
+        def price() -> str:
+            response = http.get("/products/1")
+            assert response.status_code == 200, response.text
+            return str(response.json()["price"])
+
+        # the daemon publishes the settings rows (v1) as it starts: the defaults price the same
+        wait_until(lambda: http.get("/settings").json()["version"] >= 1, 15, "v1 from the daemon")
+        assert http.get("/products/1").json() == {"id": 1, "name": "teapot", "price": "20.00"}
+        assert http.get("/products/99").status_code == 404
+
+        db.execute("UPDATE hotreload_settings SET value = '1.25' "
+                   "WHERE namespace = 'shop' AND key = 'pricing.multiplier'")
+        wait_until(lambda: price() == "25.00", 10, "the new multiplier")
+        db.execute("UPDATE products SET price = 22 WHERE id = 1")
+        wait_until(lambda: price() == "27.50", 10, "the new row")
+
+        assert http.get("/search", params={"q": "tea"}).status_code == 404
+        db.execute("INSERT INTO hotreload_settings (namespace, key, value) "
+                   """VALUES ('shop', 'features.search', 'true'), """
+                   """('shop', 'payments.api_key', '"sk_live_123"') """
+                   "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value")
+        wait_until(lambda: http.get("/search", params={"q": "tea"}).status_code == 200, 10,
+                   "search switched on")
+        assert http.get("/search", params={"q": "tea"}).json() == [{"id": 1, "name": "teapot"}]
+        state = http.get("/settings").json()
+        assert (state["namespace"], state["link"], state["last_error"]) == ("shop", "up", None)
+        assert state["settings"]["pricing"] == {"multiplier": "1.25"}
+        assert state["settings"]["payments"] == {"provider": "none", "api_key": "***"}
