@@ -60,23 +60,43 @@ class _Section(BaseModel):
 class RedisSettings(_Section):
     """How to reach Redis. ``url`` wins over ``addr``/``password``/``db`` when given."""
 
+    #: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``; wins over the
+    #: fields below. A secret: never logged.
     url: SecretStr | None = None
+    #: ``host:port`` of Redis (when ``url`` is not given).
     addr: str = "localhost:6379"
+    #: ACL user name.
     username: str | None = None
+    #: ACL password (a secret: never logged).
     password: SecretStr = SecretStr("")
+    #: Database number (Pub/Sub ignores it: use ``prefix`` to separate tenants).
     db: int = Field(0, ge=0)
+    #: Maximum connections per client.
     pool_size: int = Field(10, ge=1)
+    #: Accepted for compatibility; connections are opened lazily, none kept idle.
     min_idle_conns: int = Field(0, ge=0)
+    #: RESP version, 2 or 3.
     protocol: Literal[2, 3] = 3
+    #: Connect with TLS (``rediss://``).
     tls: bool = False
+    #: CA bundle to verify the server with (TLS).
     tls_ca_file: str | None = None
+    #: Client certificate (TLS).
     tls_cert_file: str | None = None
+    #: Client certificate's key (TLS).
     tls_key_file: str | None = None
+    #: Seconds to connect.
     connect_timeout: float = Field(2.0, gt=0)
+    #: Seconds a command may take (not the wait on Pub/Sub).
     socket_timeout: float = Field(5.0, gt=0)
+    #: Kernel keepalive: seconds of silence before the first probe.
     tcp_keepalive_idle: int = Field(10, ge=1)
+    #: Kernel keepalive: seconds between probes.
     tcp_keepalive_interval: int = Field(5, ge=1)
+    #: Kernel keepalive: unanswered probes that fail the socket.
     tcp_keepalive_count: int = Field(3, ge=1)
+    #: ``TCP_USER_TIMEOUT``: unacknowledged data fails the socket after this (ms; 0: the OS
+    #: default).
     tcp_user_timeout_ms: int = Field(15000, ge=0)
 
     @field_validator("addr")
@@ -120,6 +140,7 @@ class SubscriberSettings(_Section):
     #: Compare the server's version with ours this often (seconds), as a backstop; the
     #: instance's presence record is written in the same round trip.
     version_check_interval: float = Field(5.0, gt=0)
+    #: Cap (seconds) of the exponential backoff between reconnect attempts.
     reconnect_backoff_max: float = Field(5.0, gt=0)
     #: The deadline of each server call a subscriber makes besides its subscription (loads,
     #: replays, the backstop): past it the call is abandoned and retried.
@@ -145,7 +166,9 @@ class PublisherSettings(_Section):
 class SecuritySettings(_Section):
     """Message signing and limits."""
 
+    #: Sign every event (HMAC-SHA256); subscribers with the key reject unsigned or forged ones.
     hmac_key: SecretStr | None = None
+    #: Larger messages are rejected, and a publish that would produce one fails.
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024)
 
     def key_bytes(self) -> bytes | None:
@@ -174,7 +197,9 @@ class InvalidationChannel(_Section):
     ``namespace``); after a reconnect it receives an "invalidate everything".
     """
 
+    #: The NOTIFY channel.
     channel: str
+    #: Where payloads without a namespace go (default: the config's ``namespace``).
     namespace: str | None = None
 
     @field_validator("channel")
@@ -196,23 +221,41 @@ class InvalidationChannel(_Section):
 class PostgresSettings(_Section):
     """The PostgreSQL source and leader election (daemon only)."""
 
+    #: Where the settings table is (a secret: never logged).
     dsn: SecretStr = SecretStr("postgresql://localhost:5432/postgres")
+    #: Merged into the DSN; overrides a password in it.
     password: SecretStr | None = None
+    #: Invalidation channels: names, or ``{channel, namespace}`` (docs/postgres.md).
     channels: list[str | InvalidationChannel] = Field(default_factory=list)
+    #: The settings table (``hotreload db install`` creates it).
     settings_table: str = "hotreload_settings"
+    #: The channel its trigger notifies.
     notify_channel: str = "hotreload_settings"
+    #: The channel of the listener's self-NOTIFY heartbeat.
     heartbeat_channel: str = "hotreload_heartbeat"
+    #: Seconds of silence before a self-NOTIFY heartbeat.
     heartbeat_interval: float = Field(2.0, gt=0)
+    #: Seconds to get it back (and the limit of any heartbeat or lock query).
     heartbeat_timeout: float = Field(6.0, gt=0)
+    #: Seconds to connect (libpq ``connect_timeout``).
     connect_timeout: int = Field(5, ge=1)
+    #: libpq ``keepalives_idle`` (seconds).
     keepalives_idle: int = Field(10, ge=1)
+    #: libpq ``keepalives_interval`` (seconds).
     keepalives_interval: int = Field(5, ge=1)
+    #: libpq ``keepalives_count``.
     keepalives_count: int = Field(3, ge=1)
+    #: libpq ``tcp_user_timeout`` (ms; 0: the OS default).
     tcp_user_timeout_ms: int = Field(15000, ge=0)
+    #: Cap (seconds) of the exponential reconnect backoff.
     reconnect_backoff_max: float = Field(5.0, gt=0)
+    #: Seconds a settings read may take before the link is deemed dead.
     query_timeout: float = Field(10.0, gt=0)
+    #: The advisory lock key all daemons of a cluster share (one per cluster).
     leader_lock_key: int = Field(0x686F7472, ge=-(2**63), lt=2**63)
+    #: Seconds between a standby's lock attempts.
     leader_poll_interval: float = Field(0.5, gt=0)
+    #: Seconds between the leader's checks of its session.
     leader_check_interval: float = Field(1.0, gt=0)
 
     @field_validator("settings_table", "notify_channel", "heartbeat_channel")
@@ -256,9 +299,13 @@ class FileSource(_Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    #: The settings file (YAML, JSON or TOML; watched through its directory).
     path: str
+    #: The namespace it feeds (one file per namespace).
     namespace: str
+    #: ``module:Model``: a pydantic model every version of the file must pass.
     schema_: str | None = Field(None, alias="schema")
+    #: ``yaml``, ``json`` or ``toml`` (default: from the extension).
     format: Literal["yaml", "json", "toml"] | None = None
 
     @field_validator("namespace")
@@ -268,6 +315,9 @@ class FileSource(_Section):
 
 
 class SourcesSettings(_Section):
+    """The settings files the daemon watches (daemon only)."""
+
+    #: Watched settings files, one namespace each (docs/file-source.md).
     files: list[FileSource] = Field(default_factory=list)
 
 
@@ -314,11 +364,17 @@ class ConsoleSettings(_Section):
 class DaemonSettings(_Section):
     """The publisher daemon."""
 
+    #: ``host:port`` of ``/healthz``, ``/readyz`` and ``/metrics``; ``off`` disables it.
     http: str | None = "127.0.0.1:9464"
+    #: Seconds between full re-reads of every source.
     reconcile_interval: float = Field(30.0, gt=0)
+    #: watchfiles ``step`` of the file source (ms).
     watch_step_ms: int = Field(1, ge=1)
+    #: watchfiles ``debounce`` of the file source (ms).
     watch_debounce_ms: int = Field(50, ge=1)
+    #: Cap (seconds) of the backoff between Redis retries (also source restarts and lock retries).
     redis_backoff_max: float = Field(5.0, gt=0)
+    #: ``text`` or ``json`` log lines (when ``--log-format`` is not given).
     log_format: Literal["text", "json"] = "text"
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
@@ -355,8 +411,11 @@ class HotReloadConfig(BaseSettings):
     )
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    #: The namespace commands and subscribers use unless told otherwise (``-n``).
     namespace: str = "default"
+    #: Prefix of every Redis key and channel (separates environments sharing a server).
     prefix: str = DEFAULT_PREFIX
+    #: Events kept in each namespace's change log for replay (approximately).
     log_maxlen: int = Field(10_000, ge=1)
     subscriber: SubscriberSettings = Field(default_factory=SubscriberSettings)
     publisher: PublisherSettings = Field(default_factory=PublisherSettings)

@@ -27,6 +27,7 @@ from .election import Election, Role
 from .http import Console, HttpServer, console_enabled
 from .metrics import Metrics
 from .pending import SourceState
+from .presence import PRESENCE_INTERVAL, HeadLog, refresh_presence
 from .reconciler import Reconciler
 from .setup import LeaderLike, build_leader, build_sources
 from .sources.base import Source
@@ -93,6 +94,9 @@ class Daemon:
         self._status_now = asyncio.Event()
         self._crash: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Seconds between two readings of the subscribers' presence records (the gauges).
+        self.presence_interval = PRESENCE_INTERVAL
+        self._heads: dict[str, HeadLog] = {}
 
     @property
     def status_name(self) -> str:
@@ -183,6 +187,7 @@ class Daemon:
             self._spawn(self.election.run(), "election", critical=True)
             self._spawn(self._reconcile_loop(), "reconcile", critical=True)
             self._spawn(self._status_loop(), "status", critical=False)
+            self._spawn(self._presence_loop(), "presence", critical=False)
             log.info("daemon %s started (pid %d): %d source(s), Redis %s, HTTP %s, %s",
                      __version__, self.pid, len(self.sources), self.config.redis.display_url(),
                      self.http.address if self.http else "off",
@@ -282,6 +287,26 @@ class Daemon:
                     await self._status_now.wait()
             except TimeoutError:
                 pass
+
+    def namespaces(self) -> set[str]:
+        """The namespaces this daemon serves: those its sources feed or invalidate."""
+        found = {f.namespace for f in self.config.sources.files}
+        if self.config.postgres is not None:
+            found |= {c.namespace or self.config.namespace
+                      for c in self.config.postgres.invalidation_channels(self.config.namespace)}
+        return found | set(self.reconciler.owners) | set(self.reconciler.versions)
+
+    async def _presence_loop(self) -> None:
+        """Every `presence_interval`: the subscriber gauges from presence records."""
+        while True:
+            try:
+                async with asyncio.timeout(self.presence_interval):
+                    await refresh_presence(self.transport, self.metrics, self.namespaces(),
+                                           self._heads)
+            except TimeoutError:
+                log.debug("reading the presence records took longer than %.1fs",
+                          self.presence_interval)
+            await asyncio.sleep(self.presence_interval)
 
     async def _run_source(self, src: Source) -> None:
         backoff = Backoff(self.config.daemon.redis_backoff_max)

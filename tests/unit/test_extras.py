@@ -100,3 +100,33 @@ def test_the_base_install_serves_pods_and_the_other_commands(tmp_path: Path) -> 
         print("ok")
     """)
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+
+
+@pytest.mark.parametrize("missing", [("starlette",), ("fastapi", "starlette")])
+def test_the_fastapi_integration_without_its_extra_is_one_clear_error(
+        missing: tuple[str, ...]) -> None:
+    result = run_without(missing, "import hotreload.integrations.fastapi")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == ("ImportError: hotreload.integrations.fastapi needs the fastapi extra: "
+                    "pip install 'hotreload[fastapi]'")
+    assert "During handling" not in result.stderr  # raised from None: one error, not two
+
+
+def test_the_fastapi_router_without_fastapi_says_which_extra() -> None:
+    result = run_without(("fastapi",), """
+        from hotreload.integrations.fastapi import HotReload
+        hr = HotReload("redis://127.0.0.1:1/0")
+        try:
+            hr.router()
+        except ImportError as exc:
+            print(exc)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("hotreload.integrations.fastapi needs the fastapi extra: "
+                             "pip install 'hotreload[fastapi]'\n")
+
+
+def test_pods_import_no_framework() -> None:
+    result = run_without(("fastapi", "starlette"), "import hotreload, hotreload.cache")
+    assert result.returncode == 0, result.stderr

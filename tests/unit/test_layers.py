@@ -1,5 +1,5 @@
 """The import-linter contracts of pyproject.toml (``[tool.importlinter]``), one test each:
-cli > daemon > cache > publisher | subscriber > transport > wire; wire imports only
+cli > daemon | integrations > cache > publisher | subscriber > transport > wire; wire imports only
 hotreload.errors; what pods import needs none of the daemon extra; only the CLI imports the
 daemon. `.ci/run` runs ``lint-imports`` too; this keeps ``pytest`` alone honest."""
 

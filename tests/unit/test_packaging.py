@@ -38,9 +38,11 @@ def _readme_install_args() -> list[str]:
 def test_dev_extra_brings_everything_the_test_suite_needs() -> None:
     dev = _extra("dev")
     # the suite runs the daemon, the benchmarks' smoke test and the demo, and lint-imports
-    for other in ("daemon", "bench", "demo"):
+    for other in ("daemon", "bench", "demo", "fastapi"):
         assert _extra(other) <= dev, (other, _extra(other) - dev)
     assert "import-linter" in dev
+    # the integration's tests, the docs site, the examples' checks
+    assert {"httpx", "uvicorn", "mkdocs-material", "kubernetes-validate", "promql-parser"} <= dev
 
 
 def test_ci_installs_with_exactly_the_readmes_line() -> None:
