@@ -37,7 +37,6 @@ from pydantic_settings import (
 
 from ._parsers import load_yaml
 from .errors import ConfigError, ProtocolError, validation_problems
-from .masking import DEFAULT_SECRET_KEYS
 from .wire import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PREFIX, check_name
 
 DEFAULT_CONFIG_PATH = "config.yaml"
@@ -346,7 +345,7 @@ class ConsoleSettings(_Section):
     #: Namespaces shown besides those the daemon's sources feed.
     namespaces: list[str] = Field(default_factory=list)
     #: Glob patterns of dotted keys whose values never leave the daemon (case-insensitive).
-    secret_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_KEYS))
+    secret_keys: list[str] = Field(default_factory=list)
     #: Seconds between two reads of the heads and presence records while someone watches.
     poll_interval: float = Field(0.5, gt=0, le=60)
 

@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by tests/uni
 from ..cache import AsyncTwoLevelCache
 from ..config import HotReloadConfig
 from ..errors import HotReloadError
-from ..redaction import mask_secrets
+from ..masking import mask_secrets
 from ..subscriber import AsyncSubscriber
 from ..subscriber.core import ModelT
 from ..transport import Transport

@@ -1,10 +1,10 @@
-"""The one rule for hiding secrets in settings shown to people (hotreload.redaction)."""
+"""The one rule for hiding secrets in settings shown to people (hotreload.masking)."""
 
 from __future__ import annotations
 
 import pytest
 
-from hotreload.redaction import MASK, is_secret_key, mask_secrets
+from hotreload.masking import MASK, is_secret_key, mask_secrets
 
 
 @pytest.mark.parametrize("key", [
