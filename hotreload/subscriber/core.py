@@ -320,7 +320,10 @@ class AsyncSubscriber(Generic[ModelT]):
         backoff = Backoff(self._tuning.reconnect_backoff_max, base=0.05)
         while not self._closing:
             try:
-                msg = await sub.next(POLL_SECONDS)
+                # A read that (re)connects must not hang on a link that swallows the
+                # handshake: past the poll plus heartbeat_timeout, drop it and try again.
+                async with asyncio.timeout(POLL_SECONDS + self._tuning.heartbeat_timeout):
+                    msg = await sub.next(POLL_SECONDS)
                 now = loop.time()
                 if msg is not None:
                     self._link.last_rx = now
@@ -340,6 +343,8 @@ class AsyncSubscriber(Generic[ModelT]):
             except Exception as exc:
                 if isinstance(exc, BackendError):
                     reason = str(exc)
+                elif isinstance(exc, TimeoutError):
+                    reason = "no answer from the server (connecting or reading)"
                 else:
                     log.exception("subscriber of %s: unexpected error; resyncing",
                                   self.namespace,

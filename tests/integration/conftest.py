@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from hotreload import Invalidation
-from hotreload import protocol as p
 from hotreload.config import HotReloadConfig, build_config
+from hotreload.wire import DEFAULT_PREFIX
 from tests.conftest import REDIS_URL, delete_keys
 
 FAST_SUBSCRIBER = {"heartbeat_interval": 0.5, "heartbeat_timeout": 1.5,
@@ -67,7 +67,7 @@ def raw_redis() -> Iterator[redis.Redis]:
 @pytest.fixture(autouse=True)
 def _cleanup_namespace(namespace: str) -> Iterator[None]:
     yield
-    delete_keys(f"{p.DEFAULT_PREFIX}:{{{namespace}}}:*")
+    delete_keys(f"{DEFAULT_PREFIX}:{{{namespace}}}:*")
 
 
 @pytest.fixture
