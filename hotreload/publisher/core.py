@@ -151,6 +151,7 @@ class AsyncPublisher:
         self._inv: dict[str, tuple[str, int] | None] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._checkpoints: dict[str, asyncio.Task[None]] = {}
+        self._committed: set[str] = set()  # namespaces this publisher advanced
         collect_startup_garbage()
 
     async def __aenter__(self) -> AsyncPublisher:
@@ -160,11 +161,13 @@ class AsyncPublisher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Write the checkpoints still behind (bounded), then release the connections."""
+        """Write the checkpoints still behind of the namespaces this publisher advanced
+        (bounded), then release the connections. A publisher that only read writes nothing."""
         for task in list(self._checkpoints.values()):
             task.cancel()
         for ns, state in list(self._states.items()):
-            if state.epoch is not None and state.checkpoint_version < state.version:
+            if (ns in self._committed and state.epoch is not None
+                    and state.checkpoint_version < state.version):
                 try:
                     async with asyncio.timeout(2.0):
                         await self._write_checkpoint(ns)
@@ -501,6 +504,7 @@ class AsyncPublisher:
         state.apply(changes, parsed)
         state.version, state.checksum, state.updated_at = version, checksum, now
         self._saw(ns, state)
+        self._committed.add(ns)
         self._maybe_checkpoint(ns, state)
         self._log_published(ns, version, "config", env.source, result.receivers)
         return PublishResult(ns, version, True, public, result.receivers, state.epoch)
