@@ -17,7 +17,14 @@ from .errors import (
     SignatureError,
     StartTimeout,
 )
-from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan, Snapshot
+from .publisher import (
+    AsyncPublisher,
+    Publisher,
+    PublishResult,
+    RollbackPlan,
+    Salvage,
+    Snapshot,
+)
 from .subscriber import (
     AsyncSubscriber,
     CacheHook,
@@ -55,6 +62,7 @@ __all__ = [
     "RecoveryNeeded",
     "Resync",
     "RollbackPlan",
+    "Salvage",
     "Serializer",
     "SettingsChange",
     "SettingsRejected",

@@ -195,10 +195,18 @@ def _echo_json(obj: Any) -> None:
 @click.option("--merge", is_flag=True, help="With --file: only set the document's keys.")
 @click.option("-s", "--string", "literal", is_flag=True,
               help="Every VALUE is a string, exactly as written.")
+@click.option("--via", type=click.Choice(["redis", "postgres"]), default=None,
+              help="redis: publish now; postgres: write the PostgreSQL settings table (the "
+                   "daemon publishes it) [default: the config's publish_via, else redis].")
+@click.option("--wait", is_flag=True,
+              help="With --via postgres: wait until the namespace shows the written values.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=30.0,
+              show_default=True, help="How long --wait waits (seconds).")
 @click.pass_obj
 @handle_errors
 def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
-            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool) -> None:
+            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool,
+            via: str | None, wait: bool, timeout: float) -> None:
     """Publish settings changes as one event.
 
     \b
@@ -208,11 +216,28 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
       a=hello  a='hello world'  a=v1.2  a='"20"'  -s a=20      strings
     Give each key once: x=1 x.y=2 (set x='{"y": 2}') or x=1 --delete x is
     an error. With --file, KEY=VALUE and --delete apply on top of the file.
+    With --via postgres (or publish_via: postgres in the config) the change
+    is written to the PostgreSQL settings table, the source of truth, and
+    the daemon publishes it.
     """
     sets = parse_assignments(assignments, deletes, literal=literal)
     document = read_document(file_) if file_ else None
     if document is None and not sets and not deletes:
         raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")
+    route = via or state.config.publish_via
+    if wait and route != "postgres":
+        raise click.UsageError("--wait waits for the daemon to publish a write to PostgreSQL: "
+                               "use it with --via postgres (a Redis publish is done when the "
+                               "command returns)")
+    if route == "postgres":
+        from .pgpublish import publish_via_postgres
+
+        publish_via_postgres(state.config, namespace, sets, deletes,
+                             None if document is None or merge else overlay(document, sets,
+                                                                           deletes),
+                             flatten(document) if document is not None and merge else None,
+                             wait=wait, timeout=timeout)
+        return
 
     async def body(pub: AsyncPublisher) -> PublishResult:
         if document is not None and not merge:

@@ -53,6 +53,7 @@ from ..wire import (
     encode_event,
     encode_head,
     flatten,
+    is_epoch,
     keys_for,
     legacy_notice,
     loads,
@@ -61,6 +62,7 @@ from ..wire import (
 )
 from ..wire.legacy import LEGACY_TTL_SECONDS
 from ._inputs import check_text, check_version, flag, input_errors, mapping, strings
+from .salvage import Salvage, salvage
 from .state import NamespaceState, plan_replace, plan_update, settings_json, value_changes
 
 log = logging.getLogger("hotreload.publisher")
@@ -68,7 +70,7 @@ log = logging.getLogger("hotreload.publisher")
 MAX_ATTEMPTS: Final = 50
 
 Plan = Callable[[NamespaceState], tuple[list[LeafChange], dict[str, Any]]]
-_Problem = Literal["lost", "corrupt", "stale", "legacy"]
+_Problem = Literal["lost", "corrupt", "stale", "legacy", "rebuild"]
 
 
 def default_origin() -> str:
@@ -269,6 +271,36 @@ class AsyncPublisher:
             ns, src = self._target(namespace, source)
         return await self._commit(ns, src, lambda st: plan_replace(st, doc), partial=False)
 
+    async def rebuild(
+        self, document: Mapping[str, Any], *, namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        """Make the namespace exactly ``document`` as version 1 of a new epoch, whatever the
+        server holds (a repair: `hotreload repair`). Logged as an error; every subscriber
+        loads the new epoch (newer than any epoch this publisher saw or finds on the server).
+        """
+        with input_errors():
+            check_json_value(mapping(document, "the document"), "document")
+            doc = loads(_canonical(document))
+            plan_replace(NamespaceState(), doc)
+            ns, src = self._target(namespace, source)
+        return await self._commit(ns, src, lambda st: plan_replace(st, doc), partial=False,
+                                  rebuild=True)
+
+    async def salvage(self, namespace: str | None = None) -> Salvage:
+        """What can still be read of the namespace on the server, without judging it: each
+        key's state, the valid leaves (the document they make) and those that are not (with
+        why), or the checkpoint's document when the leaves are unreadable. Publishes nothing;
+        never fails on a damaged namespace (only when the server cannot be read).
+
+        Kept leaves are readable, not proven authentic (leaves are not signed one by one):
+        show them to a human before `rebuild` makes them the settings."""
+        with input_errors():
+            ns, _ = self._target(namespace, None)
+        raw = await self.transport.survey(ns)
+        return salvage(ns, raw, key=self._key, max_bytes=self.config.security.max_message_bytes,
+                       checksum_of=self._digester.checksum_of)
+
     async def invalidate(
         self,
         keys: Sequence[str] = (),
@@ -433,11 +465,14 @@ class AsyncPublisher:
     # ------------------------------------------------------------------ the commit loop
 
     async def _commit(self, ns: str, source: str | None, plan: Plan, *, partial: bool,
-                      expected_version: int | None = None) -> PublishResult:
+                      expected_version: int | None = None, rebuild: bool = False
+                      ) -> PublishResult:
         async with self._locks.setdefault(ns, asyncio.Lock()):
             state = self._states.get(ns)
             problem: tuple[_Problem, str] | None = None
-            if (state is None or state.epoch is None
+            if rebuild:
+                state, problem = NamespaceState(), ("rebuild", "rebuilt on request (a repair)")
+            elif (state is None or state.epoch is None
                     or expected_version not in (None, state.version)):
                 state, problem = await self._fresh_state(ns)
             recovered: str | None = None
@@ -475,6 +510,10 @@ class AsyncPublisher:
                         _with_recovery(result, recovered)
                 log.debug("lost a publish race on %s at v%d", ns, state.version,
                           extra={"action": "publish_conflict", "namespace": ns})
+                if rebuild:
+                    state, problem = NamespaceState(), ("rebuild", "rebuilt on request (a repair)")
+                    recovered = None
+                    continue
                 state, problem = await self._fresh_state(ns)  # lost a race: catch up
         raise ConflictError(f"gave up publishing to {ns!r} after {MAX_ATTEMPTS} lost races")
 
@@ -514,7 +553,11 @@ class AsyncPublisher:
         """§7.3: create the namespace, or recover it, as version 1 of a new epoch."""
         token = await self.transport.head_token(ns)
         seen = self._seen.get(ns)
-        epoch = new_epoch(after=seen[0] if seen else None)
+        after = seen[0] if seen else None
+        found = token[2][1:] if len(token) > 2 and token[2].startswith("=") else None
+        if is_epoch(found) and (after is None or compare_epochs(found, after) > 0):
+            after = found  # the history being replaced: the new one must be newer
+        epoch = new_epoch(after=after)
         fresh = NamespaceState()
         public = value_changes(fresh, changes, parsed)
         fresh.apply(changes, parsed)

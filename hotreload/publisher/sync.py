@@ -9,6 +9,7 @@ from .._loop import LoopThread
 from ..config import HotReloadConfig
 from ..wire import Envelope, Keys
 from .core import AsyncPublisher, PublishResult, RollbackPlan, Snapshot
+from .salvage import Salvage
 
 
 class Publisher:
@@ -65,6 +66,14 @@ class Publisher:
                 source: str | None = None) -> PublishResult:
         return self._thread.run(self._core.replace(document, namespace=namespace,
                                                    source=source))
+
+    def rebuild(self, document: Mapping[str, Any], *, namespace: str | None = None,
+                source: str | None = None) -> PublishResult:
+        return self._thread.run(self._core.rebuild(document, namespace=namespace,
+                                                   source=source))
+
+    def salvage(self, namespace: str | None = None) -> Salvage:
+        return self._thread.run(self._core.salvage(namespace))
 
     def invalidate(
         self,

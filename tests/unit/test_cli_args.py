@@ -27,6 +27,7 @@ NAMESPACED = {
     "rollback": ["1", "--yes"],
     "tail": ["--max-events", "1"],
     "status": [],
+    "repair": ["--keep-readable", "--yes"],
 }
 
 
