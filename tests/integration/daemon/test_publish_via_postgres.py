@@ -13,9 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
-import psycopg
 from daemon_helpers import ROOT, SpawnDaemon, WriteConfig
 
 from hotreload import AsyncPublisher
