@@ -438,6 +438,21 @@ class AsyncPublisher:
             self._states.pop(ns, None)
         return state, problem
 
+    async def _head_is(self, ns: str, state: NamespaceState) -> bool:
+        """Whether the server's head is still the one ``state`` was read or written at. A
+        replace checks it (one round trip) before concluding "no change", so a namespace lost,
+        rolled back or damaged meanwhile is recovered by the next replace of the same document
+        (the daemon's reconcile)."""
+        try:
+            raw = await self.transport.head(ns)
+        except BackendError as exc:
+            if "WRONGTYPE" in str(exc):
+                return False
+            raise
+        return (raw.meta_epoch == (state.epoch or "").encode()
+                and raw.meta_version == str(state.version).encode()
+                and raw.meta_checksum == state.checksum.encode())
+
     async def _read_state(self, ns: str) -> tuple[NamespaceState, tuple[_Problem, str] | None]:
         seen = self._seen.get(ns)
         try:
@@ -473,7 +488,8 @@ class AsyncPublisher:
             if rebuild:
                 state, problem = NamespaceState(), ("rebuild", "rebuilt on request (a repair)")
             elif (state is None or state.epoch is None
-                    or expected_version not in (None, state.version)):
+                    or expected_version not in (None, state.version)
+                    or (not partial and not await self._head_is(ns, state))):
                 state, problem = await self._fresh_state(ns)
             recovered: str | None = None
             for _attempt in range(MAX_ATTEMPTS):
