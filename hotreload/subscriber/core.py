@@ -162,8 +162,9 @@ class AsyncSubscriber(Generic[ModelT]):
 
     @property
     def epoch(self) -> str | None:
-        """The history (epoch) the current version belongs to (protocol §4.5)."""
-        return self._pos.epoch
+        """The history (epoch) the current version belongs to (protocol §4.5): it changes
+        together with `version` and `settings`, never before them."""
+        return self._applied_epoch
 
     @property
     def received_version(self) -> int:
