@@ -464,7 +464,10 @@ class AsyncSubscriber(Generic[ModelT]):
         self._pos = Position(env.epoch, env.version, checksum)
         tree: Tree | None = None
         cur = self._current
-        if self.last_error is None and not self._canary_applies():
+        # The served tree is patched only when it is the state the event applies to (not
+        # while last known settings are kept over a lost namespace, a canary, a rejection).
+        same = cur.flat is self._raw_flat
+        if self.last_error is None and not self._canary_applies() and same:
             patched = patch_tree(cur.nested, cur.index, changes)  # only what changed
             if patched is not None:
                 flat = dict(cur.flat)
@@ -486,8 +489,8 @@ class AsyncSubscriber(Generic[ModelT]):
             self._raw_flat = flat
         if isinstance(env.canary, Canary) or env.canary is None:
             self._canary = env.canary  # a promote ends the canary with the same event
-        await self._settle(env.version, changes, env.source, env.origin, env.ts, False,
-                           tree=tree)
+        await self._settle(env.version, changes if same else None, env.source, env.origin,
+                           env.ts, False, tree=tree)
         if env.ack:
             self._wake_backstop.set()  # report the applied version now (publish --wait)
         self._advanced()
@@ -765,7 +768,8 @@ class AsyncSubscriber(Generic[ModelT]):
                                 "settings until a protocol-2 publisher migrates it")
             log.warning("subscriber of %s: %s", self.namespace, self.server_note,
                         extra={"action": "legacy", "namespace": self.namespace})
-        if state.epoch is None and state.version == 0 and not first and not self._pos.absent:
+        if (state.epoch is None and state.version == 0 and not first
+                and (not self._pos.absent or self._applied_epoch is not None)):
             # Redis lost the namespace (restart without persistence, flush): keep serving the
             # last known settings until a publisher writes the namespace again.
             self._pos = Position(None, 0, EMPTY_CHECKSUM)
@@ -864,7 +868,12 @@ class AsyncSubscriber(Generic[ModelT]):
                 continue
             if self._resyncing:
                 continue
-            head = _head_of(raw)
+            try:
+                head = _head_of(raw)
+            except ProtocolError as exc:
+                self._hold(f"the head on the server is unreadable ({exc}); keeping the "
+                           "current settings until a publisher repairs it")
+                continue
             decision = on_head(self._pos, head[0], head[1], head[2], recheck=False,
                                replay_limit=self._tuning.replay_limit)
             if decision.verdict is Verdict.RECHECK:
@@ -872,7 +881,7 @@ class AsyncSubscriber(Generic[ModelT]):
                 try:
                     async with asyncio.timeout(self._tuning.command_timeout):
                         head = _head_of(await self.transport.head(self.namespace))
-                except (BackendError, TimeoutError):
+                except (BackendError, TimeoutError, ProtocolError):
                     continue
                 decision = on_head(self._pos, head[0], head[1], head[2], recheck=True,
                                    replay_limit=self._tuning.replay_limit)
