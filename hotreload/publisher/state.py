@@ -127,6 +127,8 @@ def plan_update(state: NamespaceState, sets: Mapping[str, Any], deletes: Iterabl
                 plan[key[:i]] = MISSING  # a leaf where objects are needed
             i = key.find(".", i + 1)
         if isinstance(value, Mapping) and value:
+            if current(key) is not MISSING:
+                plan[key] = MISSING  # a leaf where the object's keys go
             for sub, leaf in flatten(value).items():
                 full = check_key(f"{key}.{sub}")
                 plan[full] = _plain(leaf)
