@@ -105,3 +105,27 @@ async def test_the_backstop_survives_a_damaged_head(pods: Pods) -> None:
         await asyncio.sleep(0.05)
     assert await refreshed() > first, "the backstop stopped"
     assert sub.as_dict() == BEFORE
+
+
+async def test_a_pod_starting_while_the_namespace_is_lost(pods: Pods) -> None:
+    """Without a model it starts with no settings (version 0); with a model that requires
+    fields it does not start (`StartTimeout`) until the namespace is rebuilt."""
+    import pydantic
+    import pytest
+
+    from hotreload.errors import StartTimeout
+
+    class Needs(pydantic.BaseModel):
+        a: int
+
+    pub = pods.publisher()
+    await pub.publish(BEFORE)
+    pods.server.lose_data()
+    bare = await pods.subscriber()
+    assert bare.version == 0 and bare.as_dict() == {}
+    strict: AsyncSubscriber[Needs] = AsyncSubscriber(config(), model=Needs,
+                                                     transport=pods.transport())
+    with pytest.raises(StartTimeout):
+        await strict.start(timeout=1.0)
+    await pub.replace(BEFORE)
+    await eventually(lambda: bare.as_dict() == BEFORE, what="the rebuilt namespace")
