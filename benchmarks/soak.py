@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="long mode: run until this many events (config versions and "
                         "invalidations) were committed")
     p.add_argument("--duration", type=float, default=None,
-                   help="seconds of traffic (default: 45 in short mode, until --events)")
+                   help="seconds of traffic (default: 50 in short mode, until --events)")
     p.add_argument("--pods", type=int, default=None, help="pod processes (3 short, 4 long)")
     p.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     p.add_argument("--json", default=None, help="also write the figures to this file")
@@ -525,7 +525,7 @@ class Soak:
 
     async def run(self) -> float:
         began = time.monotonic()
-        duration = self.args.duration or (45.0 if self.short else None)
+        duration = self.args.duration or (50.0 if self.short else None)
         tasks = [asyncio.create_task(c) for c in (
             self.direct(), self.files(), self.table(), self.rows_writer(), self.fault_loop())]
         next_report = 30.0
