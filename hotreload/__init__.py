@@ -24,6 +24,7 @@ from .publisher import (
     PublishResult,
     RollbackPlan,
     Rollout,
+    Salvage,
     Snapshot,
 )
 from .subscriber import (
@@ -68,6 +69,7 @@ __all__ = [
     "RollbackPlan",
     "Rollout",
     "RolloutIncomplete",
+    "Salvage",
     "Serializer",
     "SettingsChange",
     "SettingsRejected",

@@ -420,6 +420,9 @@ class HotReloadConfig(BaseSettings):
     publisher: PublisherSettings = Field(default_factory=PublisherSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     postgres: PostgresSettings | None = None
+    #: Where `hotreload publish` writes: ``redis`` (publish at once) or ``postgres`` (write the
+    #: settings table, the source of truth; the daemon publishes it). ``--via`` overrides it.
+    publish_via: Literal["redis", "postgres"] = "redis"
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
@@ -427,6 +430,12 @@ class HotReloadConfig(BaseSettings):
     @classmethod
     def _check_names(cls, value: str) -> str:
         return _name(value, "name")
+
+    @model_validator(mode="after")
+    def _check_publish_via(self) -> HotReloadConfig:
+        if self.publish_via == "postgres" and self.postgres is None:
+            raise ValueError("publish_via: postgres needs a postgres section")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -211,18 +211,22 @@ def _echo_json(obj: Any) -> None:
 @click.option("--canary", "canary_target", metavar="TARGET", default=None,
               help="Apply only to these instances: 'service=api,instance=api-7*' and/or '10%%'"
                    " (then: hotreload promote / hotreload abort).")
+@click.option("--via", type=click.Choice(["redis", "postgres"]), default=None,
+              help="redis: publish now; postgres: write the PostgreSQL settings table (the "
+                   "daemon publishes it) [default: the config's publish_via, else redis].")
 @click.option("--wait", is_flag=True,
-              help="Wait until every live subscriber applied it; list those that did not.")
+              help="Wait until every live subscriber applied it and list those that did not "
+                   "(with --via postgres: until the namespace shows the written values).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0,
-              show_default=True, help="With --wait: how long to wait (seconds).")
+              show_default=True, help="How long --wait waits (seconds).")
 @click.option("--service", metavar="GLOB", default=None,
               help="With --wait: only the subscribers of this service.")
 @click.pass_obj
 @handle_errors
 def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
             deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool,
-            dry_run: bool, canary_target: str | None, wait: bool, timeout: float,
-            service: str | None) -> None:
+            dry_run: bool, canary_target: str | None, via: str | None, wait: bool,
+            timeout: float, service: str | None) -> None:
     """Publish settings changes as one event.
 
     \b
@@ -232,6 +236,9 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
       a=hello  a='hello world'  a=v1.2  a='"20"'  -s a=20      strings
     Give each key once: x=1 x.y=2 (set x='{"y": 2}') or x=1 --delete x is
     an error. With --file, KEY=VALUE and --delete apply on top of the file.
+    With --via postgres (or publish_via: postgres in the config) the change
+    is written to the PostgreSQL settings table, the source of truth, and
+    the daemon publishes it.
     """
     sets = parse_assignments(assignments, deletes, literal=literal)
     document = read_document(file_) if file_ else None
@@ -244,6 +251,19 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
     if (wait or service is not None) and dry_run:
         raise click.UsageError("--dry-run publishes nothing to wait for")
     merged = {**flatten(document or {}), **sets}
+    route = via or state.config.publish_via
+    if route == "postgres":
+        if canary_target is not None or dry_run or service is not None:
+            raise click.UsageError("--via postgres writes the settings table: --canary, "
+                                   "--dry-run and --service are for a Redis publish")
+        from .pgpublish import publish_via_postgres
+
+        publish_via_postgres(state.config, namespace, sets, deletes,
+                             None if document is None or merge else overlay(document, sets,
+                                                                           deletes),
+                             flatten(document) if document is not None and merge else None,
+                             wait=wait, timeout=timeout)
+        return
 
     if dry_run:
         planned = _run(state, namespace, lambda pub: pub.plan(

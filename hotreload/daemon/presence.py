@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import HotReloadError, describe_error
-from ..subscriber.presence import PresenceRecord, decode_presence
+from ..wire.presence import PresenceRecord, decode_presence
 from ..transport import Transport
 from ..wire import decode_head_triplet
 from .metrics import Metrics

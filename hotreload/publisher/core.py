@@ -58,6 +58,7 @@ from ..wire import (
     encode_event,
     encode_head,
     flatten,
+    is_epoch,
     keys_for,
     legacy_notice,
     loads,
@@ -69,6 +70,7 @@ from ..wire.legacy import LEGACY_TTL_SECONDS
 from ..wire.presence import PresenceRecord, decode_presence
 from ._inputs import check_text, check_version, flag, input_errors, mapping, strings
 from .rollout import Rollout, in_scope, judge
+from .salvage import Salvage, salvage
 from .state import NamespaceState, plan_replace, plan_update, settings_json, value_changes
 from .targets import parse_target
 
@@ -77,7 +79,7 @@ log = logging.getLogger("hotreload.publisher")
 MAX_ATTEMPTS: Final = 50
 
 Plan = Callable[[NamespaceState], tuple[list[LeafChange], dict[str, Any]]]
-_Problem = Literal["lost", "corrupt", "stale", "legacy"]
+_Problem = Literal["lost", "corrupt", "stale", "legacy", "rebuild"]
 
 
 def default_origin() -> str:
@@ -162,6 +164,7 @@ class AsyncPublisher:
         self._inv: dict[str, tuple[str, int] | None] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._checkpoints: dict[str, asyncio.Task[None]] = {}
+        self._committed: set[str] = set()  # namespaces this publisher advanced
         collect_startup_garbage()
 
     async def __aenter__(self) -> AsyncPublisher:
@@ -171,11 +174,13 @@ class AsyncPublisher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Write the checkpoints still behind (bounded), then release the connections."""
+        """Write the checkpoints still behind of the namespaces this publisher advanced
+        (bounded), then release the connections. A publisher that only read writes nothing."""
         for task in list(self._checkpoints.values()):
             task.cancel()
         for ns, state in list(self._states.items()):
-            if state.epoch is not None and state.checkpoint_version < state.version:
+            if (ns in self._committed and state.epoch is not None
+                    and state.checkpoint_version < state.version):
                 try:
                     async with asyncio.timeout(2.0):
                         await self._write_checkpoint(ns)
@@ -458,6 +463,36 @@ class AsyncPublisher:
         public = () if canary is None else tuple(value_change(c) for c in canary.changes)
         return PublishResult(ns, version, True, public, result.receivers, state.epoch)
 
+    async def rebuild(
+        self, document: Mapping[str, Any], *, namespace: str | None = None,
+        source: str | None = None,
+    ) -> PublishResult:
+        """Make the namespace exactly ``document`` as version 1 of a new epoch, whatever the
+        server holds (a repair: `hotreload repair`). Logged as an error; every subscriber
+        loads the new epoch (newer than any epoch this publisher saw or finds on the server).
+        """
+        with input_errors():
+            check_json_value(mapping(document, "the document"), "document")
+            doc = loads(_canonical(document))
+            plan_replace(NamespaceState(), doc)
+            ns, src = self._target(namespace, source)
+        return await self._commit(ns, src, lambda st: plan_replace(st, doc), partial=False,
+                                  rebuild=True)
+
+    async def salvage(self, namespace: str | None = None) -> Salvage:
+        """What can still be read of the namespace on the server, without judging it: each
+        key's state, the valid leaves (the document they make) and those that are not (with
+        why), or the checkpoint's document when the leaves are unreadable. Publishes nothing;
+        never fails on a damaged namespace (only when the server cannot be read).
+
+        Kept leaves are readable, not proven authentic (leaves are not signed one by one):
+        show them to a human before `rebuild` makes them the settings."""
+        with input_errors():
+            ns, _ = self._target(namespace, None)
+        raw = await self.transport.survey(ns)
+        return salvage(ns, raw, key=self._key, max_bytes=self.config.security.max_message_bytes,
+                       checksum_of=self._digester.checksum_of)
+
     async def invalidate(
         self,
         keys: Sequence[str] = (),
@@ -595,6 +630,21 @@ class AsyncPublisher:
             self._states.pop(ns, None)
         return state, problem
 
+    async def _head_is(self, ns: str, state: NamespaceState) -> bool:
+        """Whether the server's head is still the one ``state`` was read or written at. A
+        replace checks it (one round trip) before concluding "no change", so a namespace lost,
+        rolled back or damaged meanwhile is recovered by the next replace of the same document
+        (the daemon's reconcile)."""
+        try:
+            raw = await self.transport.head(ns)
+        except BackendError as exc:
+            if "WRONGTYPE" in str(exc):
+                return False
+            raise
+        return (raw.meta_epoch == (state.epoch or "").encode()
+                and raw.meta_version == str(state.version).encode()
+                and raw.meta_checksum == state.checksum.encode())
+
     async def _read_state(self, ns: str) -> tuple[NamespaceState, tuple[_Problem, str] | None]:
         seen = self._seen.get(ns)
         try:
@@ -622,11 +672,14 @@ class AsyncPublisher:
     # ------------------------------------------------------------------ the commit loop
 
     async def _commit(self, ns: str, source: str | None, plan: Plan, *, partial: bool,
-                      expected_version: int | None = None, ack: bool = False) -> PublishResult:
+                      expected_version: int | None = None, ack: bool = False,
+                      rebuild: bool = False) -> PublishResult:
         async with self._locks.setdefault(ns, asyncio.Lock()):
             state = self._states.get(ns)
             problem: tuple[_Problem, str] | None = None
-            if (state is None or state.epoch is None
+            if rebuild:
+                state, problem = NamespaceState(), ("rebuild", "rebuilt on request (a repair)")
+            elif (state is None or state.epoch is None
                     or expected_version not in (None, state.version)):
                 state, problem = await self._fresh_state(ns)
             recovered: str | None = None
@@ -651,6 +704,16 @@ class AsyncPublisher:
                     raise _moved_on(ns, state.version, expected_version)
                 changes, parsed = plan(state)
                 if not changes and recovered is None:
+                    if not partial and not await self._head_is(ns, state):
+                        # A whole document that changes nothing here: the server may still
+                        # have lost or rolled back the namespace (a changed one fails the
+                        # compare-and-set instead); the daemon relies on this to republish.
+                        state, problem = await self._fresh_state(ns)
+                        if problem is not None or state.epoch is None:
+                            continue
+                        changes, parsed = plan(state)
+                        if changes:
+                            continue
                     return PublishResult(ns, state.version, False, epoch=state.epoch)
                 if state.epoch is None:
                     result = await self._start_epoch(ns, changes, parsed, source, recovered)
@@ -664,6 +727,10 @@ class AsyncPublisher:
                         _with_recovery(result, recovered)
                 log.debug("lost a publish race on %s at v%d", ns, state.version,
                           extra={"action": "publish_conflict", "namespace": ns})
+                if rebuild:
+                    state, problem = NamespaceState(), ("rebuild", "rebuilt on request (a repair)")
+                    recovered = None
+                    continue
                 state, problem = await self._fresh_state(ns)  # lost a race: catch up
         raise ConflictError(f"gave up publishing to {ns!r} after {MAX_ATTEMPTS} lost races")
 
@@ -700,6 +767,7 @@ class AsyncPublisher:
         state.version, state.checksum, state.updated_at = version, checksum, now
         state.canary = canary
         self._saw(ns, state)
+        self._committed.add(ns)
         self._maybe_checkpoint(ns, state)
         self._log_published(ns, version, "config", env.source, result.receivers)
         return PublishResult(ns, version, True, public, result.receivers, state.epoch)
@@ -709,7 +777,11 @@ class AsyncPublisher:
         """§7.3: create the namespace, or recover it, as version 1 of a new epoch."""
         token = await self.transport.head_token(ns)
         seen = self._seen.get(ns)
-        epoch = new_epoch(after=seen[0] if seen else None)
+        after = seen[0] if seen else None
+        found = token[2][1:] if len(token) > 2 and token[2].startswith("=") else None
+        if is_epoch(found) and (after is None or compare_epochs(found, after) > 0):
+            after = found  # the history being replaced: the new one must be newer
+        epoch = new_epoch(after=after)
         fresh = NamespaceState()
         public = value_changes(fresh, changes, parsed)
         fresh.apply(changes, parsed)

@@ -11,6 +11,7 @@ from ..wire import CanaryTarget, Change, Envelope, Keys
 from ..wire.presence import PresenceRecord
 from .core import AsyncPublisher, PublishResult, RollbackPlan, Snapshot
 from .rollout import Rollout
+from .salvage import Salvage
 
 
 class Publisher:
@@ -106,6 +107,14 @@ class Publisher:
     def abort(self, *, namespace: str | None = None, source: str | None = None,
               ack: bool = False) -> PublishResult:
         return self._thread.run(self._core.abort(namespace=namespace, source=source, ack=ack))
+
+    def rebuild(self, document: Mapping[str, Any], *, namespace: str | None = None,
+                source: str | None = None) -> PublishResult:
+        return self._thread.run(self._core.rebuild(document, namespace=namespace,
+                                                   source=source))
+
+    def salvage(self, namespace: str | None = None) -> Salvage:
+        return self._thread.run(self._core.salvage(namespace))
 
     def invalidate(
         self,

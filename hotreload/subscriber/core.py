@@ -172,8 +172,9 @@ class AsyncSubscriber(Generic[ModelT]):
 
     @property
     def epoch(self) -> str | None:
-        """The history (epoch) the current version belongs to (protocol §4.5)."""
-        return self._pos.epoch
+        """The history (epoch) the current version belongs to (protocol §4.5): it changes
+        together with `version` and `settings`, never before them."""
+        return self._applied_epoch
 
     @property
     def received_version(self) -> int:
@@ -402,7 +403,10 @@ class AsyncSubscriber(Generic[ModelT]):
         backoff = Backoff(self._tuning.reconnect_backoff_max, base=0.05)
         while not self._closing:
             try:
-                msg = await sub.next(POLL_SECONDS)
+                # A read that (re)connects must not hang on a link that swallows the
+                # handshake: past the poll plus heartbeat_timeout, drop it and try again.
+                async with asyncio.timeout(POLL_SECONDS + self._tuning.heartbeat_timeout):
+                    msg = await sub.next(POLL_SECONDS)
                 now = loop.time()
                 if msg is not None:
                     self._link.last_rx = now
@@ -422,6 +426,10 @@ class AsyncSubscriber(Generic[ModelT]):
             except Exception as exc:
                 if isinstance(exc, BackendError):
                     reason = str(exc)
+                    if not self._ready.is_set():
+                        await self._start_from_cache_file(reason)
+                elif isinstance(exc, TimeoutError):
+                    reason = "no answer from the server (connecting or reading)"
                     if not self._ready.is_set():
                         await self._start_from_cache_file(reason)
                 else:
@@ -542,7 +550,10 @@ class AsyncSubscriber(Generic[ModelT]):
         self._pos = Position(env.epoch, env.version, checksum)
         tree: Tree | None = None
         cur = self._current
-        if self.last_error is None and not self._canary_applies():
+        # The served tree is patched only when it is the state the event applies to (not
+        # while last known settings are kept over a lost namespace, a canary, a rejection).
+        same = cur.flat is self._raw_flat
+        if self.last_error is None and not self._canary_applies() and same:
             patched = patch_tree(cur.nested, cur.index, changes)  # only what changed
             if patched is not None:
                 flat = dict(cur.flat)
@@ -564,8 +575,8 @@ class AsyncSubscriber(Generic[ModelT]):
             self._raw_flat = flat
         if isinstance(env.canary, Canary) or env.canary is None:
             self._canary = env.canary  # a promote ends the canary with the same event
-        await self._settle(env.version, changes, env.source, env.origin, env.ts, False,
-                           tree=tree)
+        await self._settle(env.version, changes if same else None, env.source, env.origin,
+                           env.ts, False, tree=tree)
         if env.ack:
             self._wake_backstop.set()  # report the applied version now (publish --wait)
         self._advanced()
@@ -848,7 +859,8 @@ class AsyncSubscriber(Generic[ModelT]):
                                 "settings until a protocol-2 publisher migrates it")
             log.warning("subscriber of %s: %s", self.namespace, self.server_note,
                         extra={"action": "legacy", "namespace": self.namespace})
-        if state.epoch is None and state.version == 0 and not first and not self._pos.absent:
+        if (state.epoch is None and state.version == 0 and not first
+                and (not self._pos.absent or self._applied_epoch is not None)):
             # Redis lost the namespace (restart without persistence, flush): keep serving the
             # last known settings until a publisher writes the namespace again.
             self._pos = Position(None, 0, EMPTY_CHECKSUM)

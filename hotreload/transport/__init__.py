@@ -19,6 +19,7 @@ from .base import (
     RawHead,
     RawLeaves,
     RawLoad,
+    RawSurvey,
     Subscription,
     Transport,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "RawHead",
     "RawLeaves",
     "RawLoad",
+    "RawSurvey",
     "Subscription",
     "Transport",
     "is_outage",

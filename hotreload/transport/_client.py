@@ -75,6 +75,9 @@ def describe_error(exc: BaseException) -> str:
 
 def failed(what: str, exc: BaseException) -> BackendError:
     """The `BackendError` for a redis-py error (raise it ``from exc``)."""
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return BackendError(f"{what}: NOPERM {describe_error(exc)}; the Redis user lacks a "
+                            "permission (docs/security.md has the ACL)")
     return BackendError(f"{what}: {describe_error(exc)}")
 
 

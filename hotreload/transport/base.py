@@ -25,6 +25,7 @@ __all__ = [
     "RawHead",
     "RawLeaves",
     "RawLoad",
+    "RawSurvey",
     "Subscription",
     "Transport",
 ]
@@ -58,6 +59,18 @@ class RawLeaves:
 
     meta: dict[bytes, bytes]
     leaves: dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class RawSurvey:
+    """What a namespace's keys hold, read without judging it (for a repair): each key's type
+    (``"none"`` when absent) and, for those that are hashes, their fields."""
+
+    types: dict[str, str]
+    """``meta``, ``leaves``, ``checkpoint``, ``log`` -> the Redis type of that key."""
+    meta: dict[bytes, bytes]
+    leaves: dict[bytes, bytes]
+    checkpoint: dict[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +220,11 @@ class Transport(Protocol):
 
     async def head(self, ns: str) -> RawHead:
         """The head's epoch, version and checksum and the invalidation head, one round trip."""
+        ...
+
+    async def survey(self, ns: str) -> RawSurvey:
+        """One atomic read of the head, leaves and checkpoint whatever their types (never a
+        ``WRONGTYPE`` error: a key that is not a hash reads as ``{}``, its type says why)."""
         ...
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,

@@ -26,7 +26,16 @@ from ..errors import BackendError
 from ..wire.names import DEFAULT_PREFIX, Keys, check_name, keys_for, legacy_keys_for
 from ._memory_cache import MemoryCacheStore
 from ._store import Hash, List, Store, WrongType, as_int
-from .base import HEAD_PROTOCOL, Commit, CommitResult, Message, RawHead, RawLeaves, RawLoad
+from .base import (
+    HEAD_PROTOCOL,
+    Commit,
+    CommitResult,
+    Message,
+    RawHead,
+    RawLeaves,
+    RawLoad,
+    RawSurvey,
+)
 
 __all__ = ["MemoryCacheStore", "MemoryServer", "MemorySubscription", "MemoryTransport"]
 
@@ -305,6 +314,16 @@ class MemoryTransport:
 
     async def head(self, ns: str) -> RawHead:
         return await self._call(f"reading the head of {ns!r}", self._head, self.keys(ns))
+
+    async def survey(self, ns: str) -> RawSurvey:
+        def run(s: Store, k: Keys) -> RawSurvey:
+            names = {"meta": k.meta, "leaves": k.leaves, "checkpoint": k.checkpoint,
+                     "log": k.log}
+            types = {what: s.key_type(key) for what, key in names.items()}
+            hashes = {what: s.hgetall(key) if types[what] == "hash" else {}
+                      for what, key in names.items()}
+            return RawSurvey(types, hashes["meta"], hashes["leaves"], hashes["checkpoint"])
+        return await self._call(f"surveying {ns!r}", run, self.server.store, self.keys(ns))
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,
                        count: int | None = None, newest_first: bool = False) -> list[bytes]:

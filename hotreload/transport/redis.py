@@ -25,7 +25,16 @@ from ._client import REDIS_ERRORS, build_client, describe_error, keepalive_optio
 from ._client import failed as _failed
 from ._client import ms as _ms
 from ._redis_cache import RedisCacheStore
-from .base import HEAD_PROTOCOL, Commit, CommitResult, Message, RawHead, RawLeaves, RawLoad
+from .base import (
+    HEAD_PROTOCOL,
+    Commit,
+    CommitResult,
+    Message,
+    RawHead,
+    RawLeaves,
+    RawLoad,
+    RawSurvey,
+)
 
 __all__ = ["REDIS_ERRORS", "RedisCacheStore", "RedisSubscription", "RedisTransport",
            "build_client", "describe_error", "keepalive_options"]
@@ -156,6 +165,26 @@ class RedisTransport:
         except REDIS_ERRORS as exc:
             raise _failed(f"reading the head of {ns!r}", exc) from exc
         return RawHead(*(_opt(v) for v in meta), *(_opt(v) for v in inv))
+
+    async def survey(self, ns: str) -> RawSurvey:
+        k = self.keys(ns)
+        names = {"meta": k.meta, "leaves": k.leaves, "checkpoint": k.checkpoint, "log": k.log}
+        try:
+            pipe = self._cmd.pipeline(transaction=True)
+            for key in names.values():
+                pipe.type(key)
+            for what in ("meta", "leaves", "checkpoint"):
+                pipe.hgetall(names[what])
+            replies = await pipe.execute(raise_on_error=False)
+        except REDIS_ERRORS as exc:
+            raise _failed(f"surveying {ns!r}", exc) from exc
+        types = {what: _text(t) or "none" for what, t in zip(names, replies[:4], strict=True)}
+        hashes = [r if isinstance(r, dict) and types[w] == "hash" else {}
+                  for w, r in zip(("meta", "leaves", "checkpoint"), replies[4:], strict=True)]
+        for reply in replies:
+            if isinstance(reply, Exception) and "WRONGTYPE" not in str(reply):
+                raise _failed(f"surveying {ns!r}", reply) from reply
+        return RawSurvey(types, *hashes)
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,
                        count: int | None = None, newest_first: bool = False) -> list[bytes]:

@@ -30,6 +30,7 @@ NAMESPACED = {
     "diff": ["1"],
     "promote": [],
     "abort": [],
+    "repair": ["--keep-readable", "--yes"],
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from hotreload.daemon.metrics import Metrics
 from hotreload.daemon.presence import HEAD_GRACE, HeadLog, count_presence, refresh_presence
-from hotreload.subscriber.presence import PresenceRecord
+from hotreload.wire.presence import PresenceRecord
 from tests.unit.memory_fixtures import Pods, eventually, pods, server  # noqa: F401
 
 T0 = 1_000_000.0
