@@ -200,7 +200,8 @@ class MemoryServer:
         with self._lock:
             self.calls += 1
             if self._down:
-                raise BackendError(f"{self.describe()}: connection refused (server down)")
+                raise BackendError(f"{self.describe()}: connection refused (server down)"
+                                   ) from ConnectionRefusedError("server down")
             if self._failures > 0:
                 self._failures -= 1
                 raise BackendError(f"{self.describe()}: connection refused (injected failure)"

@@ -45,7 +45,7 @@ def test_values_are_masked_by_their_own_path() -> None:
                                     "nested": [{"api_key": MASK, "n": 1}]}
     assert M.value("db.password", {"a": 1}) == MASK  # a secret key hides its whole value
     assert SecretMatcher(["*.pin"]).value("card.pin", 1234) == MASK
-    assert SecretMatcher([]).value("db.password", "p") == "p"
+    assert SecretMatcher([]).value("db.password", "p") == MASK  # the word rule always applies
     assert M.secret_texts({"db": value, "x.token": 42, "y.secret": True}) == ["p", "k", "42"]
 
 

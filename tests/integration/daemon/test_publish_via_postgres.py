@@ -96,8 +96,8 @@ async def test_via_postgres_needs_a_postgres_section(write_config: WriteConfig) 
     path, _ = write_config()
     code, _, err = await cli(path, "publish", "--via", "postgres", "a=1")
     assert code == 1 and "--via postgres needs a postgres section" in err
-    code, _, err = await cli(path, "publish", "--wait", "a=1")
-    assert code == 2 and "use it with --via postgres" in err
+    code, _, err = await cli(path, "publish", "--via", "postgres", "--canary", "10%", "a=1")
+    assert code == 2 and "--canary, --dry-run and --service are for a Redis publish" in err
     data = yaml.safe_load(path.read_text())
     data["publish_via"] = "postgres"
     path.write_text(yaml.safe_dump(data))
