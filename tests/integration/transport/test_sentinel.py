@@ -1,0 +1,163 @@
+"""`SentinelTransport` against a real master, replica and three sentinels going through a
+planned failover (SENTINEL FAILOVER) and the master's death (kill -9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hotreload.config import build_config
+from hotreload.errors import BackendError
+from hotreload.transport import Commit, open_transport
+from hotreload.transport.sentinel import SentinelTransport
+from hotreload.wire.names import keys_for
+from tests.conftest import unique
+from tests.integration.cluster_servers import MASTER, SentinelServers, Server
+from tests.integration.servers import free_port
+from tests.integration.transport.streams import Reader, Writer, subscribed, until
+
+PREFIX = "hr"
+
+
+def transport(deployment: SentinelServers, resp: int = 3) -> SentinelTransport:
+    config = build_config({"prefix": PREFIX, "redis": {
+        "protocol": resp, "sentinel": {"master": MASTER, "nodes": deployment.nodes}}})
+    t = open_transport(config)
+    assert isinstance(t, SentinelTransport)
+    return t
+
+
+@pytest.fixture
+async def transports(redis_sentinel: SentinelServers) -> AsyncIterator[
+        tuple[SentinelTransport, SentinelTransport]]:
+    pair = transport(redis_sentinel, 3), transport(redis_sentinel, 2)
+    try:
+        yield pair
+    finally:
+        for t in pair:
+            await t.aclose()
+
+
+def head_version(server: Server, ns: str) -> bytes | None:
+    value = server.call("HGET", keys_for(ns, PREFIX).meta, "version")
+    return value if value is None else bytes(value)
+
+
+async def follow_through(deployment: SentinelServers,
+                         ts: tuple[SentinelTransport, SentinelTransport], ns: str,
+                         failure: str) -> tuple[Writer, list[Reader], Server, Server]:
+    """A stream of commits and four subscriptions (two per transport) through ``failure`` (a
+    method of `SentinelServers`, run in a thread): every subscription says ``subscribed``
+    again and receives the commit that ends the stream, which the new master holds."""
+    writer = Writer(ts[0], ns)
+    await writer.create()
+    readers: list[Reader] = []
+    try:
+        for t in (*ts, *ts):
+            readers.append(await subscribed(t, ns))
+        writer.start()
+        try:
+            await until("the stream to reach every subscription",
+                        lambda: all(len(r.versions()) >= 3 for r in readers))
+            before = time.monotonic()
+            old, new = await asyncio.to_thread(getattr(deployment, failure))
+            switched = head_version(old, ns) if old.running else None
+            await until("every subscription to subscribe again",
+                        lambda: all(r.subscribed_after(before) for r in readers))
+            settled = time.monotonic()
+            await until("commits after the failover",
+                        lambda: writer.commits_since(settled) >= 3)
+        finally:
+            final = await writer.stop()
+        await until(f"every subscription to receive version {final}",
+                    lambda: all(r.has(final) for r in readers))
+        assert head_version(new, ns) == str(final).encode()  # written where it lasts
+        if old.running and old.info("replication")["role"] == "master":
+            # The old master accepts writes until the sentinels reconfigure it: none of ours
+            # went there once they had switched (but the one in flight).
+            after = head_version(old, ns)
+            assert switched is not None and after is not None
+            assert int(after) <= int(switched) + 1, (switched, after)
+        for t in ts:
+            state = await t.load_leaves(ns, primary=True)
+            assert state.leaves == {b"v": str(final).encode()}
+    except BaseException:
+        for reader in readers:
+            await reader.stop()
+        raise
+    return writer, readers, old, new
+
+
+async def test_a_sentinel_failover(redis_sentinel: SentinelServers,
+                                   transports: tuple[SentinelTransport, SentinelTransport]) -> None:
+    ns = unique("sfailover")
+    _writer, readers, _old, new = await follow_through(redis_sentinel, transports, ns,
+                                                       "failover")
+    try:
+        for reader in readers:  # they left the old master, a master still for a while
+            conn = reader.sub._pubsub.connection  # type: ignore[attr-defined]
+            assert conn is not None and int(conn.port) == new.port
+    finally:
+        for reader in readers:
+            await reader.stop()
+
+
+async def test_killing_the_master(redis_sentinel: SentinelServers,
+                                  transports: tuple[SentinelTransport, SentinelTransport]) -> None:
+    ns = unique("skill")
+    writer, readers, old, _new = await follow_through(redis_sentinel, transports, ns,
+                                                      "kill_master")
+    try:
+        assert not old.running and writer.errors > 0
+        assert all(r.errors > 0 for r in readers)  # their master died under them
+    finally:
+        for reader in readers:
+            await reader.stop()
+    await asyncio.to_thread(redis_sentinel.heal)  # the killed server comes back as a replica
+    state = await transports[0].load_leaves(ns)
+    assert state.leaves == {b"v": str(writer.version).encode()}
+
+
+async def test_a_server_that_is_not_a_master_is_refused(
+        redis_sentinel: SentinelServers) -> None:
+    """A sentinel's view may lag: a connection to a server that says it is a replica fails
+    (and is not used for a write)."""
+    t = transport(redis_sentinel)
+    replica = redis_sentinel.replica()
+
+    async def stale_view() -> tuple[str, int]:
+        return "127.0.0.1", replica.port
+
+    try:
+        t.pool.get_master_address = stale_view  # type: ignore[method-assign]
+        with pytest.raises(BackendError, match="is not a master"):
+            await t.ping()
+    finally:
+        await t.aclose()
+
+
+async def test_describe_and_errors_hold_no_password(redis_sentinel: SentinelServers) -> None:
+    config = build_config({"redis": {"password": "s3cret", "sentinel": {
+        "master": MASTER, "nodes": redis_sentinel.nodes, "sentinel_password": "t0p"}}})
+    t = open_transport(config)
+    try:
+        text = t.describe()
+        assert text.startswith("redis+sentinel://:***@") and MASTER in text
+        assert "s3cret" not in text and "t0p" not in text
+    finally:
+        await t.aclose()
+    nowhere = f"127.0.0.1:{free_port()}"
+    config = build_config({"redis": {"password": "s3cret", "sentinel": {
+        "master": MASTER, "nodes": [nowhere], "sentinel_password": "t0p"}}})
+    t = open_transport(config)
+    try:
+        with pytest.raises(BackendError, match="No master found") as info:
+            await t.ping()
+        assert "s3cret" not in str(info.value) and "t0p" not in str(info.value)
+        with pytest.raises(BackendError, match="asking the sentinels"):
+            await t.commit("app", Commit("next", ("e", "1"), {}, {}, (), b"x", 2, 10))
+    finally:
+        await t.aclose()
