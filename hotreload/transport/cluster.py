@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -36,15 +37,18 @@ from ..wire.names import DEFAULT_PREFIX
 from . import _scripts as S
 from ._client import REDIS_ERRORS, describe_error, keepalive_options
 from ._client import failed as _failed
+from ._client import ms as _ms
 from ._redis_cache import SCAN_COUNT, RedisCacheStore, glob_escape
 from .base import Commit, CommitResult, Message, RawHead
 from .redis import HEARTBEAT, BaseRedisTransport, _opt
 
 __all__ = ["ROLE_CHECK_INTERVAL", "ClusterCacheStore", "ClusterSubscription", "ClusterTransport",
-           "build_cluster_client"]
+           "build_cluster_client", "choose_node"]
 
 log = logging.getLogger("hotreload.transport")
 
+#: Errors of a node that does not answer (as opposed to one that answers with an error).
+_LINK_ERRORS: Final = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 #: Attempts of one `ClusterSubscription.next` to follow MOVED/ASK replies to SSUBSCRIBE.
 _REDIRECTS: Final = 3
 #: A subscription checks its node's ROLE at most this often (seconds) while it is read, and at
@@ -185,6 +189,13 @@ class ClusterTransport(BaseRedisTransport):
             if ro:
                 return await client.eval_ro(script.text, len(keys), *keys, *args)
             return await client.eval(script.text, len(keys), *keys, *args)
+        except _LINK_ERRORS as exc:
+            if not ro:
+                raise
+            # A replica that died stays in the slot map until the cluster marks it failed
+            # (cluster-node-timeout): read the primary meanwhile.
+            log.debug("a replica read failed (%s): reading the primary", describe_error(exc))
+            return await self._eval(script, keys, args, primary=True)
 
     # ------------------------------------------------------------------ reads
 
@@ -227,6 +238,26 @@ class ClusterTransport(BaseRedisTransport):
                                         primary)
         except REDIS_ERRORS as exc:
             raise _failed(f"reading the invalidation log of {ns!r}", exc) from exc
+
+    async def write_presence(self, ns: str, instance: str, record: bytes,
+                             ttl: float) -> RawHead:
+        """The record is written on the primary while the head is read (from a replica, or
+        the primary if it fails), concurrently."""
+        k = self.keys(ns)
+        now = int(time.time() * 1000)
+
+        async def write() -> None:
+            pipe = self._cmd.pipeline(transaction=False)
+            pipe.set(k.presence_record(instance), record, px=_ms(ttl))
+            pipe.zadd(k.presence, {instance: now + _ms(ttl)})
+            pipe.zremrangebyscore(k.presence, "-inf", f"({now}")
+            await pipe.execute()
+
+        try:
+            _, head = await asyncio.gather(write(), self.head(ns))
+        except REDIS_ERRORS as exc:
+            raise _failed(f"writing the presence of {ns!r}", exc) from exc
+        return head
 
     async def subscribers(self, ns: str) -> int:
         """Connections listening on the config channel, on every node of the shard."""
@@ -299,6 +330,18 @@ class ClusterCacheStore(RedisCacheStore):
             raise _failed("invalidating an L2 cache prefix", exc) from exc
 
 
+def choose_node(nodes: Sequence[ClusterNode], *, replicas: bool,
+                avoid: str | None = None) -> ClusterNode:
+    """The node a subscription listens on, of a slot's ``nodes`` (primary first): a random
+    replica with ``replicas``, but not ``avoid`` (the one that just failed); the primary when
+    there is no other."""
+    if replicas:
+        fresh = [n for n in nodes[1:] if n.name != avoid]
+        if fresh:
+            return random.choice(fresh)
+    return nodes[0]
+
+
 def _role(reply: Any) -> tuple[Any, ...]:
     """What identifies a node's place in its shard: its role, and a replica's primary."""
     role = bytes(reply[0]) if isinstance(reply[0], (bytes, bytearray)) else str(reply[0]).encode()
@@ -368,12 +411,7 @@ class ClusterSubscription:
                 return
             nodes = await self._t.slot_nodes(self._slot, refresh=self._stale)
             self._stale = True  # until this connect succeeds
-            primary, replicas = nodes[0], nodes[1:]
-            if self._t.read_from_replicas and replicas:
-                pool = [n for n in replicas if n.name != self._avoid] or replicas
-                node = random.choice(pool)
-            else:
-                node = primary
+            node = choose_node(nodes, replicas=self._t.read_from_replicas, avoid=self._avoid)
             client = self._t.node_client(node.host, int(node.port))
             pubsub = client.pubsub()
             try:
@@ -428,6 +466,8 @@ class ClusterSubscription:
                 continue  # the slot map is read again: subscribe where the slot lives now
             except REDIS_ERRORS as exc:
                 deliberate = self._moved or self._pubsub is not pubsub
+                if not deliberate:
+                    self._avoid = self.node  # it may be gone: another one, if there is one
                 await self._teardown(stale=True)
                 if deliberate:
                     continue  # closed to move it (the probe) or by drop(): subscribe again
@@ -477,6 +517,7 @@ class ClusterSubscription:
         try:
             await pubsub.ping(HEARTBEAT)
         except REDIS_ERRORS as exc:
+            self._avoid = self.node
             await self._teardown(stale=True)
             raise _failed("pinging the subscription", exc) from exc
         self._check_role_soon()

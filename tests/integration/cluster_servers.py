@@ -275,6 +275,11 @@ class ClusterServers:
 
     # -------------------------------------------------------------- failures
 
+    def wait_replicated(self, key: str) -> None:
+        """Wait until the replicas of ``key``'s shard have applied what its primary holds."""
+        shard = self.shard_of(key)
+        wait_for("the replicas to catch up", lambda: _caught_up(shard.primary, shard.replicas))
+
     def kill_primary_of(self, key: str) -> tuple[Server, Server]:
         """kill -9 the primary that owns ``key``'s slot and wait for its replica to take over.
         Returns (the killed node, the promoted replica). The killed node stays down: call
@@ -286,6 +291,12 @@ class ClusterServers:
                  lambda: True if heir.info("replication")["role"] == "master" and
                  self.shard_of(key).primary is heir else None)
         return victim, heir
+
+    def kill_replica_of(self, key: str) -> Server:
+        """kill -9 the replica of ``key``'s shard; it stays down (see `restart`)."""
+        victim = self.shard_of(key).replicas[0]
+        victim.kill()
+        return victim
 
     def restart(self, node: Server) -> None:
         """Start a killed node again (empty, with its nodes.conf) and wait for a healthy
@@ -340,6 +351,12 @@ class ClusterServers:
                 if any(lo <= slot <= hi for lo, hi in shard.slots) and shard.primary is not owner:
                     return False
         return True
+
+
+def _caught_up(primary: Server, replicas: Sequence[Server]) -> bool | None:
+    offset = int(primary.info("replication")["master_repl_offset"])
+    ok = all(int(r.info("replication").get("slave_repl_offset", -1)) >= offset for r in replicas)
+    return True if ok else None
 
 
 def _pairs(flat: Any) -> dict[bytes, Any]:
@@ -446,14 +463,21 @@ class SentinelServers:
             return True
         wait_for("the sentinel deployment to be healthy", healthy, timeout)
 
-    def failover(self) -> tuple[Server, Server]:
+    def wait_replicated(self) -> None:
+        """Wait until the replica has applied what the master holds."""
+        wait_for("the replica to catch up", lambda: _caught_up(self.master(), [self.replica()]))
+
+    def failover(self, *, hold_ms: int = 0) -> tuple[Server, Server]:
         """SENTINEL FAILOVER; returns (old master, new master) once every sentinel names the
-        new master and it says it is one. The old master stays a master until the sentinels
-        reconfigure it, up to 10 s later (`heal` does it at once)."""
+        new master and it says it is one. The old master stays a master, with its clients,
+        until the sentinels reconfigure it: up to 10 s later (`heal` does it at once), and not
+        before ``hold_ms`` (it is paused, CLIENT PAUSE ALL, that long: its clients wait)."""
         old = self.master()
         self.sentinels[0].call("SENTINEL", "FAILOVER", MASTER)
         wait_for("the sentinels to switch the master",
                  lambda: True if self._switched_from(old) else None)
+        if hold_ms:
+            old.call("CLIENT", "PAUSE", hold_ms, "ALL")
         new = self.master()
         wait_for("the promoted replica to be a master",
                  lambda: True if new.info("replication")["role"] == "master" else None)

@@ -66,6 +66,7 @@ async def follow_through(cluster: ClusterServers, ts: tuple[ClusterTransport, Cl
     shard = cluster.shard_of(meta_key(ns))
     writer = Writer(primaries, ns)
     await writer.create()
+    await asyncio.to_thread(cluster.wait_replicated, meta_key(ns))  # the tail may be lost
     readers: list[Reader] = []
     try:
         for t in (replicas, replicas, primaries, primaries):
@@ -124,6 +125,34 @@ async def test_killing_the_primary_of_the_slot(
     assert loaded.leaves == {b"v": str(writer.version).encode()}
 
 
+async def test_killing_the_replica_the_subscriptions_listen_on(
+        redis_cluster: ClusterServers,
+        transports: tuple[ClusterTransport, ClusterTransport]) -> None:
+    replicas, primaries = transports
+    ns = unique("killreplica")
+    shard = redis_cluster.shard_of(meta_key(ns))
+    writer = Writer(primaries, ns)
+    await writer.create()
+    readers = [await subscribed(replicas, ns) for _ in range(2)]
+    try:
+        assert {node_of(r) for r in readers} == {shard.replicas[0].addr}
+        writer.start()
+        before = time.monotonic()
+        await asyncio.to_thread(redis_cluster.kill_replica_of, meta_key(ns))
+        await until("the subscriptions to subscribe again",
+                    lambda: all(r.subscribed_after(before) for r in readers))
+        assert {node_of(r) for r in readers} == {shard.primary.addr}  # no replica left
+        settled = time.monotonic()
+        await until("commits after the failure", lambda: writer.commits_since(settled) >= 3)
+        final = await writer.stop()
+        await until(f"the subscriptions to receive version {final}",
+                    lambda: all(r.has(final) for r in readers))
+        assert (await replicas.head(ns)).meta_version == str(final).encode()  # the primary
+    finally:
+        await writer.stop()
+        await stop_all(readers)
+
+
 async def test_a_planned_failover(redis_cluster: ClusterServers,
                                   transports: tuple[ClusterTransport, ClusterTransport]) -> None:
     ns = unique("failover")
@@ -173,6 +202,7 @@ async def test_many_namespaces_on_every_shard_while_one_shard_fails_over(
     writers = {ns: Writer(replicas, ns, pace=0.05) for ns in names}
     for w in writers.values():
         await w.create()
+        await asyncio.to_thread(redis_cluster.wait_replicated, meta_key(w.ns))
     readers = {ns: [await subscribed(t, ns) for t in (replicas, primaries)] for ns in names}
     everyone = [r for pair in readers.values() for r in pair]
     for w in writers.values():
