@@ -1,11 +1,12 @@
 """`SentinelTransport`: the transport over a Redis master found through Redis Sentinel.
 
-redis-py's asyncio ``Sentinel`` finds the master; its connections ask the sentinels again on
-every (re)connect, and a connection to a master that was demoted (it answers READONLY) is
-closed and retried on the new master. Three more guards keep a failover from going wrong here:
+redis-py's asyncio ``Sentinel`` finds the master, and a connection to a master that was demoted
+(it answers READONLY) is closed and the command retried. Four guards keep a failover from going
+wrong here:
 
-- a new connection checks ``ROLE`` and refuses a server that is not a master (a sentinel's view
-  may be a moment behind);
+- every (re)connect asks the sentinels where the master is (redis-py 8.1 reconnects a failed
+  connection to its last address, redis-py issue 3874), and checks ``ROLE``: a server that is
+  not a master is refused (a sentinel's view may be a moment behind);
 - every write asks a sentinel first who the master is: after ``SENTINEL FAILOVER`` the old
   master accepts writes until the sentinels reconfigure it (up to ~10 s later), and a write
   there would be lost; a changed answer closes the idle connections to the old master;
@@ -45,7 +46,20 @@ _MASTER: Final = (b"master", "master")
 
 
 class _MasterConnection(SentinelManagedConnection):
-    """A connection to the master that checks, once connected, that the server is one."""
+    """A connection to the master: it asks the sentinels where the master is on every connect
+    (redis-py reconnects a failed connection to its last address: redis-py issue 3874), then
+    checks that the server is a master."""
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address  # just discovered (redis-py's own connect path)
+        await super().connect_check_health(check_health=self.connection_pool.check_connection,
+                                           retry_socket_connect=False)
+
+    async def connect_check_health(self, check_health: bool = True,
+                                   retry_socket_connect: bool = True) -> None:
+        if self.connection_pool.is_master and not self.is_connected:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
 
     async def on_connect_check_health(self, check_health: bool = True) -> None:
         await super().on_connect_check_health(check_health)

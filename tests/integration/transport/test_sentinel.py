@@ -12,6 +12,7 @@ import pytest
 from hotreload.config import build_config
 from hotreload.errors import BackendError
 from hotreload.transport import Commit, open_transport
+from hotreload.transport.base import status_key
 from hotreload.transport.sentinel import SentinelTransport
 from hotreload.wire.names import keys_for
 from tests.conftest import unique
@@ -127,6 +128,23 @@ async def test_no_write_goes_to_the_old_master_once_the_sentinels_switched(
         assert time.monotonic() - started < GUARD_HOLD_MS / 2000  # it did not wait on the old
         assert result.ok
         assert head_version(new, ns) == b"2" and head_version(old, ns) == b"1"
+    finally:
+        await t.aclose()
+
+
+async def test_a_write_through_a_connection_to_a_demoted_master_lands_on_the_new_one(
+        redis_sentinel: SentinelServers) -> None:
+    """A daemon status write (not preceded by a sentinel check) on an idle connection to the
+    old master, demoted meanwhile: READONLY closes it and the write is retried on the master
+    the sentinels name."""
+    t = transport(redis_sentinel)
+    try:
+        await t.write_status("host:1", b"before", 30)  # a pooled connection, now idle
+        old, new = await asyncio.to_thread(redis_sentinel.failover)
+        await asyncio.to_thread(redis_sentinel.heal)  # the old master is a replica now
+        assert old.info("replication")["role"] == "slave"
+        await t.write_status("host:1", b"after", 30)
+        assert new.call("GET", status_key(PREFIX, "host:1")) == b"after"
     finally:
         await t.aclose()
 
