@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio.cluster import ClusterNode
 
-from hotreload.transport.cluster import _count, _role, choose_node
+from hotreload.transport._cluster_subscription import _role, choose_node
+from hotreload.transport.cluster import _count
 
 
 def test_a_subscription_listens_on_a_replica_and_falls_back_to_the_primary() -> None:
