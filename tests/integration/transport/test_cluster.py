@@ -166,9 +166,10 @@ async def test_a_planned_failover(redis_cluster: ClusterServers,
         for reader in readers[2:]:
             assert any(m.kind == "unsubscribed" for _, m in reader.got)
         # A replica reader listens on the new replica, or on the primary while that replica
-        # resyncs (the cluster does not list it then).
-        assert {node_of(r) for r in readers[:2]} <= {shard.primary.addr, now.primary.addr}
-        assert {node_of(r) for r in readers[2:]} == {now.primary.addr}
+        # resyncs (the cluster does not list it then); a primary reader on the new primary
+        # (or on the old primary, a replica now, if the node that gave it the slot map had
+        # not heard of the switch yet: a replica delivers the shard's events as well).
+        assert {node_of(r) for r in readers} <= {shard.primary.addr, now.primary.addr}
     finally:
         await stop_all(readers)
 
@@ -369,31 +370,27 @@ async def test_connections_closed_under_running_commands_fail_as_backend_errors(
     await create(primaries, ns=ns)
     stop = asyncio.Event()
     other: list[BaseException] = []
-    done = 0
+    calls = 0
 
     async def reader(t: ClusterTransport) -> None:
-        nonlocal done
+        nonlocal calls
         while not stop.is_set():
+            calls += 1
             try:
                 await t.head(ns)
                 await t.read_log(ns, 1)
-                done += 1
             except BackendError:
                 pass
             except Exception as exc:  # what must not happen
                 other.append(exc)
 
-    async def closer() -> None:
-        while not stop.is_set():
+    tasks = [asyncio.create_task(reader(t)) for t in (replicas, primaries) for _ in range(8)]
+    try:
+        for _ in range(100):
             for t in transports:
                 await t.cluster.aclose()  # what redis-py does on CLUSTERDOWN
             await asyncio.sleep(0.002)
-
-    tasks = [asyncio.create_task(reader(t)) for t in (replicas, primaries) for _ in range(8)]
-    tasks.append(asyncio.create_task(closer()))
-    try:
-        await until("commands to run between the closes", lambda: done >= 40 or bool(other))
     finally:
         stop.set()
         await asyncio.gather(*tasks)
-    assert not other, other[:3]
+    assert calls > 32 and not other, (calls, other[:3])
