@@ -2,9 +2,11 @@
 
 Every key and channel of a namespace carries the ``{<ns>}`` hash tag (protocol §1), so they live
 in one slot: each script runs as one EVALSHA on the slot's primary, and publishes with
-``SPUBLISH`` to the namespace's shard channels from inside the script (same slot: nothing more
-to declare). redis-py follows MOVED/ASK redirections and refreshes its slot map; a node that
-lost its script cache (a failover, a restart) answers NOSCRIPT and gets the script with EVAL.
+``SPUBLISH`` to the namespace's shard channels from inside the script. Redis 7.0 allows that
+without declaring the channel, as long as it hashes to the slot of the script's keys (a channel
+of another slot fails the script: "Script attempted to access a non local key in a cluster
+node"). redis-py follows MOVED/ASK redirections and refreshes its slot map; a node that lost its
+script cache (a failover, a restart) answers NOSCRIPT and gets the script with EVAL.
 
 With ``read_from_replicas`` (the default) the reads go to the slot's replicas (its primary when
 it has none) and subscriptions listen on one of them; a caller that needs the current state

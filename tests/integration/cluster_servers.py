@@ -4,7 +4,15 @@
 each); `SentinelServers` runs a primary, a replica and three sentinels. Every server lives in a
 temp dir of its own, without persistence, on a free loopback port. The failure helpers (kill -9,
 planned failover, moving a slot) return once the deployment has settled: every wait is a
-condition with a deadline, never a sleep.
+condition with a deadline, never a sleep. They are synchronous: from a test's event loop, run
+them with ``asyncio.to_thread`` so that the code under test keeps running meanwhile.
+
+The session fixtures ``redis_cluster`` and ``redis_sentinel`` (tests/integration/conftest.py)
+start one deployment per session and heal it before each test; a test isolates itself with its
+own prefix and names the deployment in its config::
+
+    {"redis": {"cluster": {"nodes": redis_cluster.addrs[:3]}}}     # or redis_cluster.url()
+    {"redis": {"sentinel": {"master": MASTER, "nodes": redis_sentinel.nodes}}}
 """
 
 from __future__ import annotations
