@@ -271,8 +271,8 @@ class ClusterSubscription:
 
 
 async def _close(pubsub: PubSub, client: aioredis.Redis) -> None:
-    try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await client.aclose()
-    except REDIS_ERRORS as exc:
-        log.debug("closing the pubsub link failed: %s", describe_error(exc))
+    for step in (pubsub.aclose, client.aclose):  # the client even if the pubsub fails
+        try:
+            await step()
+        except REDIS_ERRORS as exc:
+            log.debug("closing the pubsub link failed: %s", describe_error(exc))

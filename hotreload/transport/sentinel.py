@@ -77,6 +77,21 @@ class _MasterSSLConnection(_MasterConnection, SSLConnection):
     pass
 
 
+class _Sentinel(Sentinel):
+    """redis-py's ``discover_master`` moves the sentinel that answered to the front of
+    ``self.sentinels`` by a swap across awaits: two concurrent calls (a reconnect, a write
+    guard, a subscription's check) can duplicate one client and lose another, which then is
+    never closed. Discoveries here run one at a time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._discovering = asyncio.Lock()
+
+    async def discover_master(self, service_name: str) -> Any:
+        async with self._discovering:
+            return await super().discover_master(service_name)
+
+
 def _addresses(nodes: list[str]) -> list[tuple[str, int]]:
     out = []
     for node in nodes:
@@ -120,8 +135,7 @@ def build_sentinel_client(s: RedisSettings, *, retries: int = 3) -> tuple[Sentin
                            ("ssl_keyfile", s.tls_key_file)):
             if value:
                 kwargs[key] = value
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        _addresses(conf.nodes), sentinel_kwargs=sentinel_kwargs)
+    sentinel = _Sentinel(_addresses(conf.nodes), sentinel_kwargs=sentinel_kwargs)
     return sentinel, sentinel.master_for(conf.master, **kwargs)
 
 

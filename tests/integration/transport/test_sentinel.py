@@ -149,6 +149,23 @@ async def test_a_write_through_a_connection_to_a_demoted_master_lands_on_the_new
         await t.aclose()
 
 
+async def test_concurrent_discoveries_keep_every_sentinel(
+        redis_sentinel: SentinelServers) -> None:
+    """The first sentinel does not answer, so each discovery moves another one to the front:
+    many at once (reconnects, write guards, subscription checks) must not lose a sentinel
+    client (it would never be closed)."""
+    config = build_config({"redis": {"sentinel": {
+        "master": MASTER, "nodes": [f"127.0.0.1:{free_port()}", *redis_sentinel.nodes]}}})
+    t = open_transport(config)
+    assert isinstance(t, SentinelTransport)
+    clients = list(t.sentinel.sentinels)
+    try:
+        await asyncio.gather(*(t.master_address() for _ in range(20)))
+        assert sorted(map(id, t.sentinel.sentinels)) == sorted(map(id, clients))
+    finally:
+        await t.aclose()
+
+
 async def test_killing_the_master(redis_sentinel: SentinelServers,
                                   transports: tuple[SentinelTransport, SentinelTransport]) -> None:
     ns = unique("skill")
