@@ -234,9 +234,11 @@ class ClusterSubscription:
             self._probe = asyncio.create_task(self._check_role(self._generation))
 
     async def _check_role(self, generation: int) -> None:
-        node = self._node
+        # The cluster client's current object for the node: one a refresh dropped (a replica
+        # that was resyncing, say) would open connections nobody closes.
+        node = self._t.cluster.get_node(node_name=self._node.name) if self._node else None
         if node is None:
-            return
+            return  # not in the slot map now: the subscribed link tells if it is gone
         try:
             reply = await asyncio.wait_for(node.execute_command("ROLE"),
                                            self._t.settings.socket_timeout)

@@ -394,3 +394,28 @@ async def test_connections_closed_under_running_commands_fail_as_backend_errors(
         stop.set()
         await asyncio.gather(*tasks)
     assert calls > 32 and not other, (calls, other[:3])
+
+
+async def test_the_role_check_never_uses_a_node_the_slot_map_dropped(
+        redis_cluster: ClusterServers,
+        transports: tuple[ClusterTransport, ClusterTransport]) -> None:
+    """A refresh drops a node from the map while it resyncs (it comes back as a new object);
+    the ROLE check must not open connections on the dropped object: nobody would close them."""
+    replicas, _ = transports
+    ns = unique("dropped")
+    sub = replicas.subscription(ns)
+    assert isinstance(sub, ClusterSubscription)
+    try:
+        await expect(sub, "subscribed")
+        manager = replicas.cluster.nodes_manager
+        assert sub._node is not None
+        dropped = manager.nodes_cache.pop(sub._node.name)  # as a refresh that did not list it
+        await dropped.disconnect()
+        await sub.ping()
+        await expect(sub, "pong")
+        assert sub._probe is not None
+        await sub._probe
+        assert not any(c.is_connected for c in dropped._connections)
+        manager.nodes_cache[dropped.name] = dropped
+    finally:
+        await sub.aclose()
