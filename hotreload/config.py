@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import yaml
 from pydantic import (
@@ -56,8 +56,59 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, e.g. localhost:6379")
+    return value
+
+
+def _check_nodes(value: list[str]) -> list[str]:
+    for node in value:
+        try:
+            _check_host_port(node)
+        except ValueError:
+            raise ValueError(f"node {node!r} must be host:port, e.g. redis-0:6379") from None
+    return value
+
+
+#: URL schemes of a Redis Cluster (``redis+cluster://host:port,host:port/``).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+class ClusterSettings(_Section):
+    """Redis Cluster: a few of its nodes to discover the rest from (docs/scaling.md)."""
+
+    nodes: list[str] = Field(min_length=1)
+    #: Subscriptions and reads go to the replicas of a namespace's shard (its primary when it
+    #: has none); every write, and every read that must be current, goes to the primary.
+    read_from_replicas: bool = True
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, value: list[str]) -> list[str]:
+        return _check_nodes(value)
+
+
+class SentinelSettings(_Section):
+    """Redis Sentinel: the monitored master's name and the sentinels' addresses. The master's
+    own credentials are ``redis.username`` / ``redis.password``."""
+
+    master: str = Field(min_length=1)
+    nodes: list[str] = Field(min_length=1)
+    sentinel_username: str | None = None
+    sentinel_password: SecretStr | None = None
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, value: list[str]) -> list[str]:
+        return _check_nodes(value)
+
+
 class RedisSettings(_Section):
-    """How to reach Redis. ``url`` wins over ``addr``/``password``/``db`` when given."""
+    """How to reach Redis: one server (``url``, else ``addr``/``password``/``db``), a Redis
+    Cluster (``cluster``, or a ``redis+cluster://`` URL) or a master behind Sentinel
+    (``sentinel``)."""
 
     #: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``; wins over the
     #: fields below. A secret: never logged.
@@ -70,6 +121,10 @@ class RedisSettings(_Section):
     password: SecretStr = SecretStr("")
     #: Database number (Pub/Sub ignores it: use ``prefix`` to separate tenants).
     db: int = Field(0, ge=0)
+    #: A Redis Cluster instead of one server (docs/scaling.md).
+    cluster: ClusterSettings | None = None
+    #: A master behind Redis Sentinel instead of one server (docs/scaling.md).
+    sentinel: SentinelSettings | None = None
     #: Maximum connections per client.
     pool_size: int = Field(10, ge=1)
     #: Accepted for compatibility; connections are opened lazily, none kept idle.
@@ -101,32 +156,104 @@ class RedisSettings(_Section):
     @field_validator("addr")
     @classmethod
     def _check_addr(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be host:port, e.g. localhost:6379")
-        return value
+        return _check_host_port(value)
 
     @model_validator(mode="after")
     def _check_tls(self) -> RedisSettings:
         if self.tls and self.url is not None and self.url.get_secret_value().startswith(
-                "redis://"):
+                ("redis://", "redis+cluster://")):
             raise ValueError("tls is true but url starts with redis:// (use rediss://)")
         return self
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> RedisSettings:
+        url_cluster = self.url is not None and _scheme(self.url.get_secret_value()) in (
+            CLUSTER_SCHEMES)
+        given = [name for name, on in (("url", self.url is not None and not url_cluster),
+                                       ("addr", "addr" in self.model_fields_set),
+                                       ("cluster", self.cluster is not None or url_cluster),
+                                       ("sentinel", self.sentinel is not None)) if on]
+        if len(given) > 1 and ("cluster" in given or "sentinel" in given):
+            raise ValueError(f"{' and '.join(given)} exclude each other: give one of them")
+        if self.db and (self.cluster is not None or url_cluster):
+            raise ValueError("a Redis Cluster has only database 0 (db must be 0)")
+        if url_cluster and self.url is not None:
+            parse_cluster_url(self.url.get_secret_value())  # a bad one fails here
+        return self
+
+    @property
+    def mode(self) -> Literal["single", "cluster", "sentinel"]:
+        """One server, a Redis Cluster, or a master behind Sentinel."""
+        if self.sentinel is not None:
+            return "sentinel"
+        if self.cluster is not None or (self.url is not None and _scheme(
+                self.url.get_secret_value()) in CLUSTER_SCHEMES):
+            return "cluster"
+        return "single"
+
+    def cluster_settings(self) -> tuple[ClusterSettings, str | None, str, bool]:
+        """Cluster mode: the cluster block (or what the ``redis+cluster://`` URL says), the
+        username, the password and whether to use TLS."""
+        if self.cluster is not None:
+            return self.cluster, self.username, self.password.get_secret_value(), self.tls
+        if self.url is None:
+            raise ValueError("not a cluster configuration")
+        return parse_cluster_url(self.url.get_secret_value())
 
     def effective_url(self) -> str:
         """The URL to connect to (password included: never log it; see `display_url`)."""
         if self.url is not None:
             return self.url.get_secret_value()
         scheme = "rediss" if self.tls else "redis"
-        auth = ""
-        password = self.password.get_secret_value()
-        if self.username or password:
-            auth = f"{quote(self.username or '', safe='')}:{quote(password, safe='')}@"
+        auth = _auth(self.username, self.password.get_secret_value())
+        if self.cluster is not None:
+            return f"{scheme}+cluster://{auth}{','.join(self.cluster.nodes)}/"
+        if self.sentinel is not None:
+            return (f"{scheme}+sentinel://{auth}{','.join(self.sentinel.nodes)}/"
+                    f"{self.sentinel.master}/{self.db}")
         return f"{scheme}://{auth}{self.addr}/{self.db}"
 
     def display_url(self) -> str:
         """The URL with any password replaced by ``***``."""
         return redact_url(self.effective_url())
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower() if "://" in url else ""
+
+
+def _auth(username: str | None, password: str) -> str:
+    if username or password:
+        return f"{quote(username or '', safe='')}:{quote(password, safe='')}@"
+    return ""
+
+
+def parse_cluster_url(url: str) -> tuple[ClusterSettings, str | None, str, bool]:
+    """``redis+cluster://[user:password@]host:port[,host:port...][/][?read_from_replicas=
+    false]`` (``rediss+cluster://`` for TLS): the cluster settings, username, password and TLS.
+    Errors never quote the URL (it may hold a password)."""
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    at = rest.rfind("@")
+    userinfo, hosts = (rest[:at], rest[at + 1:]) if at >= 0 else ("", rest)
+    user, _, password = userinfo.partition(":")
+    hosts = hosts.rstrip("/")
+    if "/" in hosts:
+        raise ValueError("a redis+cluster URL has no database or path (only database 0)")
+    read_from_replicas = True
+    for item in filter(None, query.split("&")):
+        name, _, value = item.partition("=")
+        if name != "read_from_replicas" or value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("a redis+cluster URL takes one option: read_from_replicas=true|false")
+        read_from_replicas = value.lower() in ("true", "1")
+    try:
+        cluster = ClusterSettings(nodes=hosts.split(","), read_from_replicas=read_from_replicas)
+    except ValidationError as exc:
+        raise ValueError("the redis+cluster URL needs host:port[,host:port...]: "
+                         + exc.errors(include_url=False)[0]["msg"].removeprefix(
+                             "Value error, ")) from None
+    return (cluster, unquote(user) or None, unquote(password),
+            scheme.lower() == "rediss+cluster")
 
 
 class SubscriberSettings(_Section):

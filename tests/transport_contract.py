@@ -23,6 +23,7 @@ from hotreload.transport import (
     Subscription,
     Transport,
 )
+from hotreload.transport.base import status_key
 from hotreload.wire.names import keys_for, legacy_keys_for
 
 T = TypeVar("T")
@@ -522,7 +523,7 @@ async def test_daemon_status_expires_and_lists(backend: Backend) -> None:
                      "the short-lived status to expire")
     await t.delete_status("host:2")
     assert await t.read_statuses() == []
-    assert await backend.key_type(f"{t.prefix}:daemon:host:2") == "none"
+    assert await backend.key_type(status_key(t.prefix, "host:2")) == "none"
 
 
 # ---------------------------------------------------------------------- subscriptions

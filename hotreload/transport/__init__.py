@@ -1,8 +1,10 @@
 """The transport seam: everything hotreload asks of a server, as raw bytes and field maps.
 
 `open_transport` picks the implementation from the configuration; `MemoryServer` /
-`MemoryTransport` give the same semantics in-process (tests, the demo). The Redis implementation,
-`hotreload.transport.redis.RedisTransport`, is imported only when a configuration asks for it.
+`MemoryTransport` give the same semantics in-process (tests, the demo). The Redis implementations
+(`hotreload.transport.redis.RedisTransport`, `hotreload.transport.cluster.ClusterTransport`,
+`hotreload.transport.sentinel.SentinelTransport`) are imported only when a configuration asks
+for one.
 """
 
 from __future__ import annotations
@@ -53,7 +55,17 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def open_transport(config: HotReloadConfig) -> Transport:
-    """The transport ``config.redis`` describes (``redis://``, ``rediss://``, ``unix://``)."""
+    """The transport ``config.redis`` describes: a Redis Cluster (``redis.cluster``, or a
+    ``redis+cluster://`` URL), a master behind Sentinel (``redis.sentinel``), or one server
+    (``redis://``, ``rediss://``, ``unix://``)."""
+    if config.redis.mode == "cluster":
+        from .cluster import ClusterTransport
+
+        return ClusterTransport(config.redis, prefix=config.prefix)
+    if config.redis.mode == "sentinel":
+        from .sentinel import SentinelTransport
+
+        return SentinelTransport(config.redis, prefix=config.prefix)
     url = config.redis.effective_url()
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in _REDIS_SCHEMES:
@@ -61,7 +73,9 @@ def open_transport(config: HotReloadConfig) -> Transport:
 
         return RedisTransport(config.redis, prefix=config.prefix)
     raise errors.ConfigError(f"redis.url {config.redis.display_url()}: unsupported scheme "
-                      f"{scheme or '(none)'!r}; use redis://, rediss:// or unix://")
+                             f"{scheme or '(none)'!r}; use redis://, rediss://, unix:// or "
+                             "redis+cluster://")
+
 
 
 def is_outage(exc: BaseException) -> bool:

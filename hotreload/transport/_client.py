@@ -13,8 +13,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from ..config import RedisSettings
 from ..errors import BackendError
 
-#: Errors of redis-py (and the socket layer) that mean "the server or the link failed".
-REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (redis.exceptions.RedisError, OSError)
+#: Errors of redis-py (and the socket layer) that mean "the server or the link failed". redis-py's
+#: cluster errors that are not `RedisError` (an uncovered slot, no reachable node) included.
+REDIS_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
 #: Those of them that mean "the link failed" (retry later), not "the server refused a command"
 #: (an error reply such as WRONGTYPE, OOM or READONLY).
 OUTAGE_ERRORS: Final[tuple[type[BaseException], ...]] = (

@@ -12,7 +12,7 @@ from ._client import failed as _failed
 from ._client import ms as _ms
 
 if TYPE_CHECKING:
-    from .redis import RedisTransport
+    from .redis import BaseRedisTransport
 
 #: How long a key's generation outlives its last invalidation: longer than any load may run.
 GENERATION_TTL_MS: Final = 3_600_000
@@ -29,7 +29,7 @@ class RedisCacheStore:
     """The L2 of one named cache (docs/cache.md): values under ``keys.cache(name)``, and the
     cache's generations, counter and epoch beside them."""
 
-    def __init__(self, transport: RedisTransport, keys: Keys, name: str) -> None:
+    def __init__(self, transport: BaseRedisTransport, keys: Keys, name: str) -> None:
         self._t = transport
         self.value_prefix = keys.cache(name)
         self.gen_prefix = f"{keys.base}:cachegen:{name}:"

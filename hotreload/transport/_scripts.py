@@ -201,6 +201,29 @@ LOAD_LEAVES: Final = _script("load_leaves", """
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 """, read_only=True)
 
+# KEYS: meta, inv. The head's epoch, version and checksum and the invalidation head's epoch and
+# seq (a cluster routes it like the other reads: to a replica, or with EVALSHA to the primary).
+HEAD: Final = _script("head", """
+return {redis.call('HMGET', KEYS[1], 'epoch', 'version', 'checksum'),
+        redis.call('HMGET', KEYS[2], 'epoch', 'seq')}
+""", read_only=True)
+
+# KEYS: a log (stream). ARGV: first id, last id ('+': the newest), count ('': all), '1' for
+# newest first. Returns the entries' 'e' fields ('' for an entry without one).
+READ_LOG: Final = _script("read_log", """
+local r
+if ARGV[4] == '1' then
+  if ARGV[3] == '' then r = redis.call('XREVRANGE', KEYS[1], ARGV[2], ARGV[1])
+  else r = redis.call('XREVRANGE', KEYS[1], ARGV[2], ARGV[1], 'COUNT', ARGV[3]) end
+else
+  if ARGV[3] == '' then r = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2])
+  else r = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3]) end
+end
+local out = {}
+for i, entry in ipairs(r) do out[i] = field_of(entry[2], 'e') or '' end
+return out
+""", read_only=True)
+
 # §9. KEYS: inv, invlog. ARGV: '1' to create (the head must be absent), expected epoch, expected
 # seq, epoch, seq, event, channel, log maxlen, publish command.
 # Returns {1, seq, receivers} or {0, epoch, seq} as found.
@@ -253,5 +276,13 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """)
 
-ALL: Final = (COMMIT_NEXT, COMMIT_NEW, HEAD_TOKEN, WRITE_CHECKPOINT, LOAD, LOAD_LEAVES,
-              SEND_INVALIDATION, RETIRE_LEGACY, CACHE_FILL, CACHE_INVALIDATE, CACHE_PUT)
+# docs/cache.md. KEYS: value, generation, epoch: what `CacheStore.read` returns, in one read
+# of the primary (a cluster runs it with EVALSHA: a replica may not have the latest
+# invalidation yet).
+CACHE_READ: Final = _script("cache_read", """
+return redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])
+""", read_only=True)
+
+ALL: Final = (COMMIT_NEXT, COMMIT_NEW, HEAD_TOKEN, WRITE_CHECKPOINT, LOAD, LOAD_LEAVES, HEAD,
+              READ_LOG, SEND_INVALIDATION, RETIRE_LEGACY, CACHE_FILL, CACHE_INVALIDATE,
+              CACHE_PUT, CACHE_READ)

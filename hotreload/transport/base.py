@@ -5,9 +5,21 @@ or raises `BackendError` (the driver's error chained with ``raise ... from exc``
 wrong type surfaces as a `BackendError` carrying the server's ``WRONGTYPE`` message, and the
 caller decides about recovery. Nothing above the transport imports a Redis driver.
 
-Two implementations: `hotreload.transport.redis.RedisTransport` (one Redis server) and
+Implementations: `hotreload.transport.redis.RedisTransport` (one Redis server),
+`hotreload.transport.sentinel.SentinelTransport` (a master behind Redis Sentinel),
+`hotreload.transport.cluster.ClusterTransport` (Redis Cluster) and
 `hotreload.transport.memory.MemoryTransport` (the same semantics in-process, for tests and the
 demo). The numbered sections cited below are those of docs/protocol.md.
+
+**Replica reads.** A transport may serve reads from replicas (a cluster with
+``read_from_replicas``). A replica lags its primary: what it returns is a state the namespace
+had, never one it will not have, but possibly an older one (an absent head included, right after
+the replica restarted). Every read that feeds a decision takes ``primary=True`` to read the
+primary instead: a caller that finds the server *behind* what it holds or was told (an event's
+version, a log that does not reach the version it needs, a head older than its own, no head at
+all) reads again with ``primary=True`` before it concludes anything, and a publisher reads its
+own state (catch-up, §7.2) with ``primary=True``. `Transport.head_token` always reads the
+primary. On a transport without replica reads the flag changes nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +40,23 @@ __all__ = [
     "RawSurvey",
     "Subscription",
     "Transport",
+    "status_index",
+    "status_key",
 ]
 
 #: The head's ``protocol`` field a "next" commit requires (§7.1), as stored.
 HEAD_PROTOCOL: Final = "2"
+
+
+def status_index(prefix: str) -> str:
+    """The sorted set listing the daemons' status records (member: name, score: expiry in
+    Unix ms). Its hash tag puts it and every record in one cluster slot."""
+    return f"{prefix}:{{daemons}}"
+
+
+def status_key(prefix: str, name: str) -> str:
+    """The status record of daemon ``name`` (beside `status_index`, in its slot)."""
+    return f"{prefix}:{{daemons}}:daemon:{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,19 +231,21 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
     async def head_token(self, ns: str) -> tuple[str, ...]:
-        """The head as observed, for a mode ``"new"`` `Commit`: its type and raw ``protocol``,
-        ``epoch`` and ``version`` fields (absent included). Opaque: pass it back unchanged."""
+        """The head as observed on the primary, for a mode ``"new"`` `Commit`: its type and raw
+        ``protocol``, ``epoch`` and ``version`` fields (absent included). Opaque: pass it back
+        unchanged."""
         ...
 
-    async def load(self, ns: str, *, max_tail: int) -> RawLoad:
-        """One atomic read of the head, checkpoint, log tail and invalidation head (§8 step 2)."""
+    async def load(self, ns: str, *, max_tail: int, primary: bool = False) -> RawLoad:
+        """One atomic read of the head, checkpoint, log tail and invalidation head (§8 step 2).
+        ``primary``: see *Replica reads* above (also for the methods below)."""
         ...
 
-    async def load_leaves(self, ns: str) -> RawLeaves:
+    async def load_leaves(self, ns: str, *, primary: bool = False) -> RawLeaves:
         """One atomic read of the head with every leaf."""
         ...
 
-    async def head(self, ns: str) -> RawHead:
+    async def head(self, ns: str, *, primary: bool = False) -> RawHead:
         """The head's epoch, version and checksum and the invalidation head, one round trip."""
         ...
 
@@ -228,12 +255,14 @@ class Transport(Protocol):
         ...
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,
-                       count: int | None = None, newest_first: bool = False) -> list[bytes]:
+                       count: int | None = None, newest_first: bool = False,
+                       primary: bool = False) -> list[bytes]:
         """The change-log events of versions ``first``..``last`` (None: the newest), at most
         ``count`` of them, oldest first (or newest first)."""
         ...
 
-    async def read_invalidation_log(self, ns: str, first: int, last: int) -> list[bytes]:
+    async def read_invalidation_log(self, ns: str, first: int, last: int, *,
+                                    primary: bool = False) -> list[bytes]:
         """The invalidation events of seq ``first``..``last``, oldest first."""
         ...
 
@@ -254,7 +283,8 @@ class Transport(Protocol):
         ...
 
     async def subscribers(self, ns: str) -> int:
-        """How many connections listen on the namespace's config channel."""
+        """How many connections listen on the namespace's config channel (on a cluster: on
+        every node of its shard)."""
         ...
 
     def subscription(self, ns: str) -> Subscription: ...

@@ -35,6 +35,8 @@ from .base import (
     RawLeaves,
     RawLoad,
     RawSurvey,
+    status_index,
+    status_key,
 )
 
 __all__ = ["MemoryCacheStore", "MemoryServer", "MemorySubscription", "MemoryTransport"]
@@ -281,7 +283,7 @@ class MemoryTransport:
         return await self._call(f"reading the head of {ns!r}", run, self.server.store,
                                 self.keys(ns))
 
-    async def load(self, ns: str, *, max_tail: int) -> RawLoad:
+    async def load(self, ns: str, *, max_tail: int, primary: bool = False) -> RawLoad:
         def run(s: Store, k: Keys) -> RawLoad:
             meta = s.hgetall(k.meta)
             try:
@@ -302,7 +304,7 @@ class MemoryTransport:
             return RawLoad(meta, ck, tail, inv, legacy)
         return await self._call(f"loading {ns!r}", run, self.server.store, self.keys(ns))
 
-    async def load_leaves(self, ns: str) -> RawLeaves:
+    async def load_leaves(self, ns: str, *, primary: bool = False) -> RawLeaves:
         def run(s: Store, k: Keys) -> RawLeaves:
             return RawLeaves(s.hgetall(k.meta), s.hgetall(k.leaves))
         return await self._call(f"loading the leaves of {ns!r}", run, self.server.store,
@@ -313,7 +315,7 @@ class MemoryTransport:
         return RawHead(*s.hmget(k.meta, "epoch", "version", "checksum"),
                        *s.hmget(k.inv, "epoch", "seq"))
 
-    async def head(self, ns: str) -> RawHead:
+    async def head(self, ns: str, *, primary: bool = False) -> RawHead:
         return await self._call(f"reading the head of {ns!r}", self._head, self.keys(ns))
 
     async def survey(self, ns: str) -> RawSurvey:
@@ -327,11 +329,13 @@ class MemoryTransport:
         return await self._call(f"surveying {ns!r}", run, self.server.store, self.keys(ns))
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,
-                       count: int | None = None, newest_first: bool = False) -> list[bytes]:
+                       count: int | None = None, newest_first: bool = False,
+                       primary: bool = False) -> list[bytes]:
         return await self._call(f"reading the change log of {ns!r}", self.server.store.range,
                                 self.keys(ns).log, first, last, count, newest_first)
 
-    async def read_invalidation_log(self, ns: str, first: int, last: int) -> list[bytes]:
+    async def read_invalidation_log(self, ns: str, first: int, last: int, *,
+                                    primary: bool = False) -> list[bytes]:
         return await self._call(f"reading the invalidation log of {ns!r}",
                                 self.server.store.range, self.keys(ns).inv_log, first, last,
                                 None)
@@ -468,19 +472,19 @@ class MemoryTransport:
                          k.presence, instance, k.presence_record(instance))
 
     def _status_key(self, name: str) -> str:
-        return f"{self.prefix}:daemon:{name}"
+        return status_key(self.prefix, name)
 
     async def write_status(self, name: str, doc: bytes, ttl: float) -> None:
         await self._call("writing the daemon status", self.server.store.index_write,
-                         f"{self.prefix}:daemons", name, self._status_key(name), doc, ttl)
+                         status_index(self.prefix), name, self._status_key(name), doc, ttl)
 
     async def read_statuses(self) -> list[bytes]:
         return await self._call("reading the daemons' status", self.server.store.index_read,
-                                f"{self.prefix}:daemons", self._status_key)
+                                status_index(self.prefix), self._status_key)
 
     async def delete_status(self, name: str) -> None:
         await self._call("deleting the daemon status", self.server.store.index_remove,
-                         f"{self.prefix}:daemons", name, self._status_key(name))
+                         status_index(self.prefix), name, self._status_key(name))
 
     # ------------------------------------------------------------------ factories
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -34,16 +34,19 @@ from .base import (
     RawLeaves,
     RawLoad,
     RawSurvey,
+    status_index,
+    status_key,
 )
 
-__all__ = ["REDIS_ERRORS", "RedisCacheStore", "RedisSubscription", "RedisTransport",
-           "build_client", "describe_error", "keepalive_options"]
+__all__ = ["REDIS_ERRORS", "BaseRedisTransport", "RedisCacheStore", "RedisSubscription",
+           "RedisTransport", "build_client", "describe_error", "keepalive_options"]
 
 log = logging.getLogger("hotreload.transport")
 
 #: The payload of subscription PINGs (its reply comes back as a ``pong`` message).
 HEARTBEAT: Final = b"hotreload-heartbeat"
-_PUBLISH: Final = "PUBLISH"
+#: Protocol 1 subscribers listen with SUBSCRIBE, whatever the deployment (§13).
+_LEGACY_PUBLISH: Final = "PUBLISH"
 
 
 def _pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
@@ -76,19 +79,21 @@ def _result(reply: Sequence[Any], epoch: str | None = None) -> CommitResult:
                         protocol=_text(reply[3]) if len(reply) > 3 else None)
 
 
-class RedisTransport:
-    """The transport over one Redis server. ``client``: share an existing client (not closed
-    by `aclose`); by default one is built from ``settings``."""
+class BaseRedisTransport:
+    """What the Redis transports share (one server, Sentinel, Cluster): every command goes
+    through ``cmd``, a redis-py asyncio client, closed by `aclose` if ``own``. A subclass adds
+    `subscription` and whatever its deployment needs."""
 
-    def __init__(self, settings: RedisSettings | None = None, *, prefix: str = DEFAULT_PREFIX,
-                 client: aioredis.Redis | None = None) -> None:
-        self.settings = settings if settings is not None else RedisSettings()
+    #: The command the publish scripts run (SPUBLISH on a cluster).
+    publish_command: ClassVar[str] = "PUBLISH"
+
+    def __init__(self, settings: RedisSettings, prefix: str, cmd: Any, *, own: bool) -> None:
+        self.settings = settings
         self.prefix = check_name(prefix, "prefix")
-        self._own_client = client is None
-        self.client = client if client is not None else build_client(self.settings)
+        self._own_client = own
         # Commands through an untyped alias: redis-py types replies as bytes | str (it may
         # decode); this client never does, and the helpers below check what they convert.
-        self._cmd: Any = self.client
+        self._cmd: Any = cmd
         self._read_only_scripts = True  # EVALSHA_RO, until the server says it lacks it
 
     def keys(self, ns: str) -> Keys:
@@ -109,11 +114,13 @@ class RedisTransport:
 
     # ------------------------------------------------------------------ scripts
 
-    async def _eval(self, script: S.Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """EVALSHA (EVALSHA_RO for read-only scripts); load the script on NOSCRIPT."""
+    async def _eval(self, script: S.Script, keys: Sequence[str], args: Sequence[Any], *,
+                    primary: bool = False) -> Any:
+        """EVALSHA (EVALSHA_RO for read-only scripts, unless ``primary``: a replica may
+        serve those); load the script on NOSCRIPT."""
         client = self._cmd
         for _attempt in range(3):
-            ro = script.read_only and self._read_only_scripts
+            ro = script.read_only and self._read_only_scripts and not primary
             try:
                 if ro:
                     return await client.evalsha_ro(script.sha, len(keys), *keys, *args)
@@ -131,31 +138,33 @@ class RedisTransport:
     async def head_token(self, ns: str) -> tuple[str, ...]:
         k = self.keys(ns)
         try:
-            reply = await self._eval(S.HEAD_TOKEN, [k.meta], [])
+            reply = await self._eval(S.HEAD_TOKEN, [k.meta], [], primary=True)
         except REDIS_ERRORS as exc:
             raise _failed(f"reading the head of {ns!r}", exc) from exc
         # latin-1 maps every byte to one character and back: the token survives any garbage.
         return tuple(v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in reply)
 
-    async def load(self, ns: str, *, max_tail: int) -> RawLoad:
+    async def load(self, ns: str, *, max_tail: int, primary: bool = False) -> RawLoad:
         k = self.keys(ns)
         legacy = legacy_keys_for(ns, self.prefix).snapshot
         try:
             meta, ck, tail, inv, old = await self._eval(
-                S.LOAD, [k.meta, k.checkpoint, k.log, k.inv, legacy], [max_tail + 1])
+                S.LOAD, [k.meta, k.checkpoint, k.log, k.inv, legacy], [max_tail + 1],
+                primary=primary)
         except REDIS_ERRORS as exc:
             raise _failed(f"loading {ns!r}", exc) from exc
         return RawLoad(_pairs(meta), _pairs(ck), list(tail), _pairs(inv), _pairs(old))
 
-    async def load_leaves(self, ns: str) -> RawLeaves:
+    async def load_leaves(self, ns: str, *, primary: bool = False) -> RawLeaves:
         k = self.keys(ns)
         try:
-            meta, leaves = await self._eval(S.LOAD_LEAVES, [k.meta, k.leaves], [])
+            meta, leaves = await self._eval(S.LOAD_LEAVES, [k.meta, k.leaves], [],
+                                            primary=primary)
         except REDIS_ERRORS as exc:
             raise _failed(f"loading the leaves of {ns!r}", exc) from exc
         return RawLeaves(_pairs(meta), _pairs(leaves))
 
-    async def head(self, ns: str) -> RawHead:
+    async def head(self, ns: str, *, primary: bool = False) -> RawHead:
         k = self.keys(ns)
         try:
             pipe = self._cmd.pipeline(transaction=False)
@@ -187,7 +196,8 @@ class RedisTransport:
         return RawSurvey(types, *hashes)
 
     async def read_log(self, ns: str, first: int, last: int | None = None, *,
-                       count: int | None = None, newest_first: bool = False) -> list[bytes]:
+                       count: int | None = None, newest_first: bool = False,
+                       primary: bool = False) -> list[bytes]:
         key = self.keys(ns).log
         high = "+" if last is None else str(last)
         try:
@@ -199,7 +209,8 @@ class RedisTransport:
             raise _failed(f"reading the change log of {ns!r}", exc) from exc
         return [fields.get(b"e", b"") for _id, fields in entries or []]
 
-    async def read_invalidation_log(self, ns: str, first: int, last: int) -> list[bytes]:
+    async def read_invalidation_log(self, ns: str, first: int, last: int, *,
+                                    primary: bool = False) -> list[bytes]:
         try:
             entries = await self._cmd.xrange(self.keys(ns).inv_log, str(first), str(last))
         except REDIS_ERRORS as exc:
@@ -224,7 +235,8 @@ class RedisTransport:
                 epoch, version = commit.expect
                 reply = await self._eval(S.COMMIT_NEXT, [k.meta, k.leaves, k.log], [
                     HEAD_PROTOCOL, epoch, version, commit.version, commit.event,
-                    k.config_channel, commit.log_maxlen, _PUBLISH, len(meta), len(sets),
+                    k.config_channel, commit.log_maxlen, self.publish_command, len(meta),
+                    len(sets),
                     len(commit.deletes), *meta, *sets, *commit.deletes])
             else:
                 if len(commit.expect) != 4:
@@ -232,7 +244,8 @@ class RedisTransport:
                 ck = [x for pair in (commit.checkpoint or {}).items() for x in pair]
                 reply = await self._eval(S.COMMIT_NEW, [k.meta, k.leaves, k.checkpoint, k.log], [
                     *(t.encode("latin-1") for t in commit.expect), commit.version,
-                    commit.event, k.config_channel, commit.log_maxlen, _PUBLISH, len(meta),
+                    commit.event, k.config_channel, commit.log_maxlen, self.publish_command,
+                    len(meta),
                     len(sets), len(ck), *meta, *sets, *ck])
         except REDIS_ERRORS as exc:
             raise _failed(f"publishing to {ns!r}", exc) from exc
@@ -259,7 +272,7 @@ class RedisTransport:
         try:
             reply = await self._eval(S.SEND_INVALIDATION, [k.inv, k.inv_log], [
                 create, old_epoch, old_seq, epoch, seq, event, k.inv_channel, log_maxlen,
-                _PUBLISH])
+                self.publish_command])
         except REDIS_ERRORS as exc:
             raise _failed(f"sending an invalidation to {ns!r}", exc) from exc
         return _result(reply, epoch)
@@ -284,7 +297,7 @@ class RedisTransport:
         old = legacy_keys_for(ns, self.prefix)
         try:
             receivers = await self._eval(S.RETIRE_LEGACY, [old.snapshot, old.log],
-                             [notice, old.channel, _ms(ttl), _PUBLISH])
+                             [notice, old.channel, _ms(ttl), _LEGACY_PUBLISH])
         except REDIS_ERRORS as exc:
             raise _failed(f"retiring the protocol-1 keys of {ns!r}", exc) from exc
         return int(receivers)
@@ -329,11 +342,11 @@ class RedisTransport:
             raise _failed(f"removing the presence of {ns!r}", exc) from exc
 
     def _status_key(self, name: str) -> str:
-        return f"{self.prefix}:daemon:{name}"
+        return status_key(self.prefix, name)
 
     @property
     def _status_index(self) -> str:
-        return f"{self.prefix}:daemons"
+        return status_index(self.prefix)
 
     async def write_status(self, name: str, doc: bytes, ttl: float) -> None:
         now = int(time.time() * 1000)
@@ -368,13 +381,24 @@ class RedisTransport:
 
     # ------------------------------------------------------------------ factories
 
+    def cache_store(self, ns: str, name: str) -> RedisCacheStore:
+        return RedisCacheStore(self, self.keys(ns), name)
+
+
+class RedisTransport(BaseRedisTransport):
+    """The transport over one Redis server. ``client``: share an existing client (not closed
+    by `aclose`); by default one is built from ``settings``."""
+
+    def __init__(self, settings: RedisSettings | None = None, *, prefix: str = DEFAULT_PREFIX,
+                 client: aioredis.Redis | None = None) -> None:
+        settings = settings if settings is not None else RedisSettings()
+        self.client = client if client is not None else build_client(settings)
+        super().__init__(settings, prefix, self.client, own=client is None)
+
     def subscription(self, ns: str) -> RedisSubscription:
         k = self.keys(ns)
         return RedisSubscription(self.client, {k.config_channel: "config",
                                                k.inv_channel: "invalidate"})
-
-    def cache_store(self, ns: str, name: str) -> RedisCacheStore:
-        return RedisCacheStore(self, self.keys(ns), name)
 
 
 class RedisSubscription:

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from hotreload.config import HotReloadConfig, RedisSettings
+from hotreload.config import HotReloadConfig, RedisSettings, build_config
 from hotreload.errors import BackendError, ConfigError
 from hotreload.transport import open_transport
 from hotreload.transport.redis import RedisTransport
@@ -41,4 +41,34 @@ async def test_addresses_and_errors_hold_no_password() -> None:
     with pytest.raises(BackendError) as info:
         await t.ping()
     assert "s3cret" not in str(info.value)
+    await t.aclose()
+
+
+async def test_open_transport_picks_a_cluster_or_a_sentinel_without_connecting() -> None:
+    from hotreload.transport.cluster import ClusterTransport
+    from hotreload.transport.sentinel import SentinelTransport
+
+    nowhere = f"127.0.0.1:{closed_port()}"
+    config = build_config({"prefix": "pfx", "redis": {"cluster": {"nodes": [nowhere]},
+                                                      "password": "s3cret"}})
+    t = open_transport(config)
+    assert isinstance(t, ClusterTransport) and t.prefix == "pfx" and t.read_from_replicas
+    assert t.describe() == f"redis+cluster://:***@{nowhere}/"
+    with pytest.raises(BackendError) as info:
+        await t.ping()
+    assert "s3cret" not in str(info.value)
+    await t.aclose()
+
+    t = open_transport(HotReloadConfig.from_url(f"redis+cluster://{nowhere}/"))
+    assert isinstance(t, ClusterTransport)
+    await t.aclose()
+
+    config = build_config({"redis": {"sentinel": {"master": "m", "nodes": [nowhere],
+                                                  "sentinel_password": "t0p"}}})
+    t = open_transport(config)
+    assert isinstance(t, SentinelTransport)
+    assert t.describe() == f"redis+sentinel://{nowhere}/m/0"
+    with pytest.raises(BackendError, match="No master found") as info:
+        await t.ping()
+    assert "t0p" not in str(info.value)
     await t.aclose()
