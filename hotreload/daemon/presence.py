@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import HotReloadError, describe_error
-from ..wire.presence import PresenceRecord, decode_presence
 from ..transport import Transport
 from ..wire import decode_head_triplet
+from ..wire.presence import PresenceRecord, decode_presence
 from .metrics import Metrics
 
 __all__ = ["HEAD_GRACE", "HEAD_MEMORY", "PRESENCE_INTERVAL", "HeadLog", "PresenceCounts",

@@ -218,7 +218,7 @@ class AsyncPublisher:
         """The namespace's current version on the server (0: never published)."""
         with input_errors():
             ns, _ = self._target(namespace, None)
-        raw = await self.transport.head(ns)
+        raw = await self.transport.head(ns, primary=True)
         try:
             return int(raw.meta_version or 0)
         except ValueError:
@@ -231,9 +231,9 @@ class AsyncPublisher:
         with input_errors():
             ns, _ = self._target(namespace, None)
         if since:
-            raw = await self.transport.read_log(ns, since + 1)
+            raw = await self.transport.read_log(ns, since + 1, primary=True)
         else:
-            raw = list(reversed(await self.transport.read_log(ns, 1, count=limit,
+            raw = list(reversed(await self.transport.read_log(ns, 1, count=limit, primary=True,
                                                               newest_first=True)))
         max_bytes = self.config.security.max_message_bytes
         return [decode_event(data, key=self._key, max_bytes=max_bytes, namespace=ns)
@@ -349,7 +349,7 @@ class AsyncPublisher:
             check_version(version, "wait_applied needs a version number")
             ns, _ = self._target(namespace, None)
         if epoch is None:
-            epoch = _text_or_none((await self.transport.head(ns)).meta_epoch)
+            epoch = _text_or_none((await self.transport.head(ns, primary=True)).meta_epoch)
         deadline = time.monotonic() + timeout
         while True:
             rollout = judge(ns, await self.instances(ns, service=service), version, epoch,
@@ -515,7 +515,7 @@ class AsyncPublisher:
         async with self._locks.setdefault(f"\x00inv:{ns}", asyncio.Lock()):
             for _ in range(MAX_ATTEMPTS):
                 if ns not in self._inv:
-                    raw = await self.transport.head(ns)
+                    raw = await self.transport.head(ns, primary=True)
                     head = decode_invalidation_head(
                         {} if raw.inv_epoch is None else
                         {b"epoch": raw.inv_epoch, b"seq": raw.inv_seq or b""})
@@ -604,7 +604,7 @@ class AsyncPublisher:
 
     async def _load(self, ns: str) -> NamespaceState:
         """Read the whole state (the leaves' texts, checked against the head); remember it."""
-        raw = await self.transport.load_leaves(ns)
+        raw = await self.transport.load_leaves(ns, primary=True)
         head = decode_head(ns, raw.meta, key=self._key,
                            max_bytes=self.config.security.max_message_bytes)
         if head is None:
@@ -636,7 +636,7 @@ class AsyncPublisher:
         rolled back or damaged meanwhile is recovered by the next replace of the same document
         (the daemon's reconcile)."""
         try:
-            raw = await self.transport.head(ns)
+            raw = await self.transport.head(ns, primary=True)
         except BackendError as exc:
             if "WRONGTYPE" in str(exc):
                 return False
@@ -659,7 +659,7 @@ class AsyncPublisher:
             if seen is not None:
                 return state, ("lost", "the namespace has no state on the server any more "
                                        "(Redis restarted without persistence, or was flushed?)")
-            raw = await self.transport.load(ns, max_tail=0)
+            raw = await self.transport.load(ns, max_tail=0, primary=True)
             if raw.legacy and decode_legacy_snapshot(ns, raw.legacy) is not None:
                 return state, ("legacy", "the namespace is still in protocol 1")
             return state, None
@@ -813,7 +813,7 @@ class AsyncPublisher:
 
     async def _migrate(self, ns: str) -> NamespaceState:
         """§13: start protocol 2 with the protocol-1 settings, then retire the old keys."""
-        raw = await self.transport.load(ns, max_tail=0)
+        raw = await self.transport.load(ns, max_tail=0, primary=True)
         snap = decode_legacy_snapshot(ns, raw.legacy)
         if snap is None:
             return self._states.get(ns) or NamespaceState()

@@ -43,6 +43,7 @@ from ..wire import (
     MISSING,
     Canary,
     Change,
+    Decision,
     Digester,
     Envelope,
     LeafChange,
@@ -784,10 +785,7 @@ class AsyncSubscriber(Generic[ModelT]):
         start = self._pos
         replayed = False
         if job == "catch-up" and start.version >= 0:
-            raw = await self.transport.head(self.namespace)
-            head = _head_of(raw)
-            decision = on_head(start, head[0], head[1], head[2], recheck=True,
-                               replay_limit=self._tuning.replay_limit)
+            decision = await self._head_decision(start)
             if decision.verdict is Verdict.NOTHING:
                 self._resync_done(start, reason, replayed)
                 return
@@ -817,9 +815,23 @@ class AsyncSubscriber(Generic[ModelT]):
             asyncio.get_running_loop().create_task(self._events.resync(Resync(
                 self.namespace, reason, start.version, self._pos.version, replayed)))
 
+    async def _head_decision(self, start: Position) -> Decision:
+        """§8 step 7 on a fresh read of the head; a head behind ours (a lagging replica, when
+        reads go to replicas) is read again from the primary before anything is concluded."""
+        head = _head_of(await self.transport.head(self.namespace))
+        decision = on_head(start, head[0], head[1], head[2], recheck=True,
+                           replay_limit=self._tuning.replay_limit)
+        if decision.verdict is Verdict.HOLD:
+            head = _head_of(await self.transport.head(self.namespace, primary=True))
+            decision = on_head(start, head[0], head[1], head[2], recheck=True,
+                               replay_limit=self._tuning.replay_limit)
+        return decision
+
     async def _replay(self, first: int, last: int) -> bool:
         """Apply versions ``first..last`` from the change log; False if it cannot cover them."""
         entries = await self.transport.read_log(self.namespace, first, last)
+        if len(entries) != last - first + 1:  # a lagging replica? then the primary's log
+            entries = await self.transport.read_log(self.namespace, first, last, primary=True)
         if len(entries) != last - first + 1:
             return False  # trimmed: load instead
         envs = []
@@ -844,14 +856,21 @@ class AsyncSubscriber(Generic[ModelT]):
         return True
 
     async def _load(self, reason: str, *, first: bool) -> None:
-        raw = await self.transport.load(self.namespace, max_tail=loading.MAX_TAIL)
+        state = await self._read_state(primary=False)
+        if not first and on_load(self._pos, state.epoch, state.version).verdict is Verdict.HOLD:
+            state = await self._read_state(primary=True)  # not a lagging replica's view
+        await self._adopt(state, reason, first=first)
+
+    async def _read_state(self, *, primary: bool) -> loading.State:
+        raw = await self.transport.load(self.namespace, max_tail=loading.MAX_TAIL,
+                                        primary=primary)
         state = loading.assemble(self.namespace, raw, key=self._key, max_bytes=self._max_bytes)
         if state is loading.NEED_LEAVES:
-            raw_leaves = await self.transport.load_leaves(self.namespace)
+            raw_leaves = await self.transport.load_leaves(self.namespace, primary=primary)
             state = loading.assemble_leaves(self.namespace, raw_leaves, key=self._key)
         if not isinstance(state, loading.State):  # pragma: no cover - assemble_leaves returns one
             raise ProtocolError("no state loaded")
-        await self._adopt(state, reason, first=first)
+        return state
 
     async def _adopt(self, state: loading.State, reason: str, *, first: bool) -> None:
         if state.legacy and not self.server_note:
@@ -988,6 +1007,12 @@ class AsyncSubscriber(Generic[ModelT]):
                                    replay_limit=self._tuning.replay_limit)
                 if decision.verdict is Verdict.RECHECK:
                     continue  # it moved meanwhile: the next round looks again
+            if decision.verdict is Verdict.HOLD:
+                try:  # behind us? not a lagging replica's view: ask the primary
+                    async with asyncio.timeout(self._tuning.command_timeout):
+                        decision = await self._head_decision(pos)
+                except (BackendError, TimeoutError, ProtocolError):
+                    continue
             if decision.verdict in (Verdict.REPLAY, Verdict.LOAD):
                 self._request("load" if decision.verdict is Verdict.LOAD else "catch-up",
                               f"version check: {decision.reason}")
