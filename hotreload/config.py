@@ -79,6 +79,7 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 class ClusterSettings(_Section):
     """Redis Cluster: a few of its nodes to discover the rest from (docs/scaling.md)."""
 
+    #: ``host:port`` of a few nodes of the cluster; the others are discovered from them.
     nodes: list[str] = Field(min_length=1)
     #: Subscriptions and reads go to the replicas of a namespace's shard (its primary when it
     #: has none); every write, and every read that must be current, goes to the primary.
@@ -94,9 +95,13 @@ class SentinelSettings(_Section):
     """Redis Sentinel: the monitored master's name and the sentinels' addresses. The master's
     own credentials are ``redis.username`` / ``redis.password``."""
 
+    #: The name the sentinels monitor the master under (``sentinel monitor <name> ...``).
     master: str = Field(min_length=1)
+    #: ``host:port`` of the sentinels.
     nodes: list[str] = Field(min_length=1)
+    #: ACL user name on the sentinels (when they require one).
     sentinel_username: str | None = None
+    #: Password of the sentinels (a secret: never logged).
     sentinel_password: SecretStr | None = None
 
     @field_validator("nodes")

@@ -31,8 +31,9 @@ async def test_written_documents_are_read_back_sorted() -> None:
     assert docs[0]["t"] == "{1}"  # what JSON cannot hold is shown as text
     await delete_status(t, status_name("a", 10))
     assert len(await read_daemon_status(config, transport=t)) == 2
-    assert server.keys("pfx:daemon:*") == ["pfx:daemon:a:9", "pfx:daemon:b:2",
-                                            "pfx:daemon:junk:1", "pfx:daemon:list:1"]
+    assert server.keys("pfx:{daemons}:daemon:*") == [
+        "pfx:{daemons}:daemon:a:9", "pfx:{daemons}:daemon:b:2", "pfx:{daemons}:daemon:junk:1",
+        "pfx:{daemons}:daemon:list:1"]
 
 
 async def test_an_unreachable_server_loses_one_write_and_nothing_else() -> None:

@@ -29,11 +29,11 @@ class LosingTransport(MemoryTransport):
 
     armed = False
 
-    async def load(self, ns: str, *, max_tail: int) -> RawLoad:
+    async def load(self, ns: str, *, max_tail: int, primary: bool = False) -> RawLoad:
         if self.armed:
             self.armed = False
             self.server.lose_data()
-        return await super().load(ns, max_tail=max_tail)
+        return await super().load(ns, max_tail=max_tail, primary=primary)
 
 
 async def start(pods: Pods) -> tuple[AsyncSubscriber[Any], LosingTransport]:
