@@ -121,7 +121,7 @@ def unique(prefix: str) -> str:
 
 
 def cleanup(redis_url: str) -> int:
-    """Delete the Redis keys this run created (snapshots, logs, cache entries); returns count."""
+    """Delete the Redis keys this run created (heads, leaves, logs, caches); returns count."""
     import redis
 
     client = redis.Redis.from_url(redis_url)

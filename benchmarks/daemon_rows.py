@@ -145,19 +145,19 @@ def install_sql(config: dict[str, Any], workdir: Path) -> None:
 
 def wait_published(opts: Options, ns: str, seq: int, proc: subprocess.Popen[bytes],
                    workdir: Path, timeout: float = READY_TIMEOUT) -> None:
-    """Wait until the namespace's snapshot holds ``bench.seq >= seq`` (the daemon is live)."""
+    """Wait until the namespace holds ``bench.seq >= seq`` (the daemon is live)."""
     import redis
 
-    from hotreload import protocol as p
+    from hotreload.wire import keys_for
 
     client = redis.Redis.from_url(opts.redis_url)
-    key = p.keys_for(ns).snapshot
+    key = keys_for(ns).leaves  # one field per leaf, its JSON text (docs/protocol.md §4.2)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            raw = client.hget(key, "settings")
+            raw = client.hget(key, "bench.seq")
             if raw:
-                got = json.loads(raw).get("bench", {}).get("seq", -1)
+                got = json.loads(raw)
                 if isinstance(got, int) and got >= seq:
                     return
             if proc.poll() is not None:

@@ -1,4 +1,4 @@
-"""Rows: full resync of a 10,000-key snapshot, and a subscriber's added RSS at 10,000 keys."""
+"""Rows: full resync of a 10,000-key namespace, and a subscriber's added RSS at 10,000 keys."""
 
 from __future__ import annotations
 
@@ -41,15 +41,16 @@ def document(keys: int = KEYS) -> dict[str, Any]:
 
 
 async def _prepare(opts: Options, ns: str) -> bytes:
-    """Publish the document; return the exact ``settings`` bytes of the snapshot."""
+    """Publish the document; return the exact ``settings`` bytes of its checkpoint (the whole
+    document as one JSON text, docs/protocol.md §4.3)."""
     from hotreload import AsyncPublisher, HotReloadConfig
 
     config = HotReloadConfig.from_url(opts.redis_url)
     async with AsyncPublisher(config, namespace=ns) as pub:
-        await pub.replace(document())
-        raw = await pub.redis.hget(pub.keys().snapshot, "settings")
+        await pub.replace(document())  # a new namespace: its checkpoint is written with it
+        raw = (await pub.transport.load(ns, max_tail=0)).checkpoint.get(b"settings")
     if not isinstance(raw, bytes):
-        raise RuntimeError("snapshot has no settings field")
+        raise RuntimeError("the namespace has no checkpoint")
     return raw
 
 
@@ -84,10 +85,11 @@ async def _resync(opts: Options) -> list[Row]:
             cold.append(time.perf_counter_ns() - t0)
             if sub.get("group_0.key_0") != "value-0-0":
                 raise RuntimeError("subscriber did not load the snapshot")
-            # The snapshot path of a resync (what a subscriber does after a gap it cannot
-            # replay): HGETALL, verify the checksum, decode, validate, freeze, swap.
+            # The load of a resync (what a subscriber does after a gap it cannot replay): one
+            # atomic read of head + checkpoint + log tail, verify the checkpoint's digest,
+            # decode, check against the head, validate, freeze, swap.
             t0 = time.perf_counter_ns()
-            await sub._reload("benchmark")
+            await sub._load("benchmark", first=False)
             reload.append(time.perf_counter_ns() - t0)
             await sub.aclose()
     finally:
@@ -98,11 +100,11 @@ async def _resync(opts: Options) -> list[Row]:
     r_cold = ratio(percentile(cold, 50), b50)
     note = f"{len(data) / 1024:.0f} KiB of JSON; medians of {rounds} rounds"
     return [
-        Row(f"full resync of a {KEYS:,}-key snapshot (snapshot reload of a running subscriber)",
+        Row(f"full resync of a {KEYS:,}-key namespace (a load by a running subscriber)",
             f"p50 {fmt_ns(percentile(reload, 50))}",
             f"GET of the same bytes + `json.loads` p50 {fmt_ns(b50)}", fmt_ratio(r_reload),
-            "≤ 3x", verdict(r_reload <= 3), note + "; `AsyncSubscriber._reload`", "resync"),
-        Row(f"cold start of a subscriber on a {KEYS:,}-key snapshot (`start()` until ready)",
+            "≤ 3x", verdict(r_reload <= 3), note + "; `AsyncSubscriber._load`", "resync"),
+        Row(f"cold start of a subscriber on a {KEYS:,}-key namespace (`start()` until ready)",
             f"p50 {fmt_ns(percentile(cold, 50))}",
             f"GET of the same bytes + `json.loads` p50 {fmt_ns(b50)}", fmt_ratio(r_cold),
             "report", "n/a", note + "; includes connecting and subscribing", "resync"),
@@ -133,9 +135,9 @@ def _rss_child(kind: str, redis_url: str, ns: str, trace: bool, conn: Connection
             await sub.start()
             holder.append(sub)
         else:
-            from hotreload import protocol as p
+            from hotreload.wire import keys_for
 
-            raw = await client.hget(p.keys_for(ns).snapshot, "settings")
+            raw = await client.hget(keys_for(ns).checkpoint, "settings")
             holder.append(json.loads(raw or b"{}"))
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0] if trace else 0

@@ -12,12 +12,21 @@ from .errors import (
     HotReloadError,
     InputError,
     ProtocolError,
+    RecoveryNeeded,
+    RolloutIncomplete,
     SettingsRejected,
     SignatureError,
     StartTimeout,
 )
-from .protocol import MISSING, Change, Envelope, Snapshot
-from .publisher import AsyncPublisher, Publisher, PublishResult, RollbackPlan
+from .publisher import (
+    AsyncPublisher,
+    Publisher,
+    PublishResult,
+    RollbackPlan,
+    Rollout,
+    Salvage,
+    Snapshot,
+)
 from .subscriber import (
     AsyncSubscriber,
     CacheHook,
@@ -27,6 +36,8 @@ from .subscriber import (
     SettingsChange,
     Subscriber,
 )
+from .wire import MISSING, CanaryTarget, Change, Envelope
+from .wire.presence import PresenceRecord
 
 __all__ = [
     "MISSING",
@@ -35,6 +46,7 @@ __all__ = [
     "AsyncTwoLevelCache",
     "BackendError",
     "CacheHook",
+    "CanaryTarget",
     "Change",
     "ConfigError",
     "ConflictError",
@@ -48,11 +60,16 @@ __all__ = [
     "Invalidation",
     "JsonSerializer",
     "L1Cache",
+    "PresenceRecord",
     "ProtocolError",
     "PublishResult",
     "Publisher",
+    "RecoveryNeeded",
     "Resync",
     "RollbackPlan",
+    "Rollout",
+    "RolloutIncomplete",
+    "Salvage",
     "Serializer",
     "SettingsChange",
     "SettingsRejected",

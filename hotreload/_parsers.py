@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import yaml
 
-from ._dotted import MAX_DEPTH
 from .errors import DocumentError
+from .wire import MAX_DEPTH
 
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 """A settings file larger than this (16 MiB) is rejected (``read``) without being read."""

@@ -3,7 +3,7 @@
 What a document must be, whatever its format:
 
 * a non-empty file of UTF-8 text holding one mapping at the top level;
-* keys are non-empty strings without ``.`` (nesting makes the dotted keys, see `protocol.flatten`);
+* keys are non-empty strings without ``.`` (nesting makes the dotted keys, see `wire.flatten`);
   duplicate keys are an error, not "last one wins";
 * values are plain JSON: strings, numbers (no NaN/Infinity), booleans, null, lists, mappings.
   YAML timestamps stay strings as written; TOML dates and YAML ``!!binary`` are rejected.
@@ -33,8 +33,17 @@ from ._parsers import MAX_YAML_ALIASES as MAX_YAML_ALIASES
 from ._parsers import MAX_YAML_CHARS as MAX_YAML_CHARS
 from ._parsers import MAX_YAML_NODES as MAX_YAML_NODES
 from ._parsers import PARSERS, too_deep, yaml_line
-from .errors import ConfigError, DocumentError, ProtocolError, SettingsRejected
-from .protocol import MAX_DEPTH, flatten
+from .errors import (
+    ConfigError,
+    DocumentError,
+    ProtocolError,
+    SettingsRejected,
+    ValidationProblem,
+    describe_validation,
+    show_path,
+    validation_problems,
+)
+from .wire import MAX_DEPTH, MAX_LEAF_DEPTH, check_json_value, flatten
 
 Format: TypeAlias = Literal["yaml", "json", "toml"]
 FORMATS: Final[tuple[str, ...]] = get_args(Format)
@@ -155,19 +164,29 @@ def parse_document(raw: bytes, format: Format, *, origin: str) -> Document:
         )
     try:
         problem = _check_tree(data, ())
-        flat = flatten(data) if problem is None else {}
+        flat = _leaves(data) if problem is None else {}
     except RecursionError:  # deeper than the parser alone could tell
         raise too_deep(origin, format) from None
-    except ProtocolError as exc:  # pragma: no cover - _check_tree is stricter
-        raise DocumentError(f"{origin}: {exc}", reason="key") from None
+    except ProtocolError as exc:  # the protocol's own limits (docs/protocol.md §2, §12)
+        reason = "key" if exc.reason == "key" else "type"
+        raise DocumentError(f"{origin}: {exc}", reason=reason) from None
     if problem is not None:
         reason, parts, why = problem
         if reason == "depth":
             raise too_deep(origin, format)
         line = yaml_line(text, parts) if format == "yaml" else None
         shown = parts[:-1] if reason == "key" else parts  # the key itself is in ``why``
-        raise DocumentError(Problem(_dotted(shown), why, line).render(origin), reason=reason)
+        raise DocumentError(Problem(show_path(shown), why, line).render(origin), reason=reason)
     return Document(origin, format, data, flat, digest(raw))
+
+
+def _leaves(data: dict[str, Any]) -> dict[str, Any]:
+    """The document's leaves, each key and value checked against the protocol's limits (keys
+    of at most 32 segments and 512 bytes, values nesting at most 32 levels, valid Unicode)."""
+    flat = flatten(data)
+    for key, value in flat.items():
+        check_json_value(value, key, max_depth=MAX_LEAF_DEPTH)
+    return flat
 
 
 def schema_import_path(config_dir: str | os.PathLike[str] | None = None) -> list[str]:
@@ -226,14 +245,9 @@ def schema_problems(
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False, include_input=False):
-            parts = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
-            line = yaml_line(yaml_text, parts) if yaml_text is not None else None
-            problems.append(Problem(_dotted(parts), _schema_message(err), line))
-        return problems
+        return [Problem(p.key, p.message, _line(yaml_text, p)) for p in validation_problems(exc)]
     except Exception as exc:  # a crashing validator must not take the caller down
-        return [Problem("(top level)", f"validation failed: {type(exc).__name__}: {exc}")]
+        return [Problem("(top level)", _crashed(exc))]
     return []
 
 
@@ -242,12 +256,25 @@ def validate_document(
     yaml_text: str | None = None,
 ) -> None:
     """Raise `SettingsRejected` naming each key ``model`` rejects, and why."""
-    problems = schema_problems(data, model, yaml_text=yaml_text)
-    if problems:
-        details = "; ".join(
-            f"{p.key}{f' (line {p.line})' if p.line else ''}: {p.message}" for p in problems
-        )
-        raise SettingsRejected(f"{origin}: does not match schema {model.__name__}: {details}")
+    head = f"{origin}: does not match schema {model.__name__}"
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        def label(p: ValidationProblem) -> str:
+            line = _line(yaml_text, p)
+            return f"{p.key} (line {line})" if line else p.key
+
+        raise SettingsRejected(describe_validation(exc, origin=head, label=label)) from None
+    except Exception as exc:  # a crashing validator must not take the caller down
+        raise SettingsRejected(f"{head}: (top level): {_crashed(exc)}") from None
+
+
+def _line(yaml_text: str | None, problem: ValidationProblem) -> int | None:
+    return yaml_line(yaml_text, problem.loc) if yaml_text is not None else None
+
+
+def _crashed(exc: Exception) -> str:
+    return f"validation failed: {type(exc).__name__}: {exc}"
 
 
 def check_document(raw: bytes, format: Format, *, origin: str,
@@ -316,18 +343,3 @@ def _check_tree(node: Any, path: tuple[PathPart, ...]) -> _Found | None:
                 return found
         return None
     return ("type", path, f"{_kind(node)} is not a JSON value (quote it)")
-
-
-def _dotted(parts: Sequence[PathPart]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "(top level)"
-
-
-def _schema_message(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required key is missing"
-    return str(err["msg"]).removeprefix("Value error, ")

@@ -7,7 +7,7 @@ and about link health (`CacheHook`). The guarantees and their limits are in docs
 
 from .core import AsyncTwoLevelCache, Loader
 from .l1 import L1Cache
-from .l2 import JsonSerializer, Serializer
+from .serializers import JsonSerializer, Serializer
 from .sync import TwoLevelCache
 
 __all__ = ["AsyncTwoLevelCache", "JsonSerializer", "L1Cache", "Loader", "Serializer",

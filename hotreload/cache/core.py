@@ -10,18 +10,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
-from .. import protocol as p
 from ..errors import BackendError
 from ..publisher import AsyncPublisher, default_origin
 from ..subscriber import AsyncSubscriber, Invalidation
+from ..wire import check_name
 from .l1 import L1Cache
-from .l2 import JsonSerializer, L2Store, Serializer
+from .serializers import JsonSerializer, Serializer
 from .state import CacheCounters, Echoes, Fences, Flight, Flights, Scope, retrieve
 
 log = logging.getLogger("hotreload.cache")
 
 #: After an L2 error, reads skip Redis (straight to the loader) for this many seconds.
 L2_RETRY_AFTER: Final = 1.0
+#: The deadline of an L2 read or fill: past it the read is a miss (a dead link to Redis must
+#: not hold up `get`; the loader serves it).
+L2_TIMEOUT: Final = 0.5
 
 Loader: TypeAlias = Callable[[str], Any]
 """``loader(key)`` returns the value (or None for "not found"), or an awaitable of it."""
@@ -61,7 +64,7 @@ class AsyncTwoLevelCache:
     ) -> None:
         if l2_ttl <= 0:
             raise ValueError("l2_ttl must be positive")
-        self.name = p.check_name(name, "cache name")
+        self.name = check_name(name, "cache name")
         self.subscriber = subscriber
         self.namespace = subscriber.namespace
         self.l2_ttl = l2_ttl
@@ -69,13 +72,12 @@ class AsyncTwoLevelCache:
         self.source = f"cache:{name}"
         self._l1 = L1Cache(max_entries, ttl=ttl)
         self._l1.enabled = False  # until the subscriber says the link is trusted
-        self._l2 = L2Store(subscriber.redis, prefix=subscriber.config.prefix,
-                           namespace=self.namespace, name=name)
+        self._l2 = subscriber.transport.cache_store(self.namespace, name)
         self._own_publisher = publisher is None
         self._publisher = publisher or AsyncPublisher(
             subscriber.config, namespace=self.namespace, source=self.source,
             origin=f"{default_origin()}/{self.source}/{uuid.uuid4().hex[:8]}",
-            client=subscriber.redis)
+            transport=subscriber.transport)
         self._flights = Flights()
         self._fences = Fences()
         self._echoes = Echoes(self._publisher.origin)
@@ -137,8 +139,9 @@ class AsyncTwoLevelCache:
         gens: tuple[bytes, bytes] | None = None
         if self._l2_usable():
             try:
-                payload, gens = await self._l2.read(key)
-            except BackendError as exc:
+                async with asyncio.timeout(L2_TIMEOUT):
+                    payload, gens = await self._l2.read(key)
+            except (BackendError, TimeoutError) as exc:
                 self._l2_failed("read", exc)
         if payload is not None and not flight.stale and not self._fences.covers(key):
             try:
@@ -168,9 +171,11 @@ class AsyncTwoLevelCache:
         if gens is not None and not flight.stale:
             data = self.serializer.dumps(value)
             try:
-                if not await self._l2.fill(key, data, gens, self.l2_ttl):
+                async with asyncio.timeout(L2_TIMEOUT):
+                    filled = await self._l2.fill(key, data, gens, self.l2_ttl)
+                if not filled:
                     c.stale_fills_skipped += 1
-            except BackendError as exc:
+            except (BackendError, TimeoutError) as exc:
                 self._l2_failed("fill", exc)
         self._fill_l1(flight, value, ttl)
         return value
@@ -178,12 +183,12 @@ class AsyncTwoLevelCache:
     def _l2_usable(self) -> bool:
         return self._l2_retry_at <= time.monotonic()
 
-    def _l2_failed(self, what: str, exc: BackendError) -> None:
+    def _l2_failed(self, what: str, exc: BackendError | TimeoutError) -> None:
         """Reads fall through to L3 and skip L2 for a while: Redis is down or slow."""
         self.counters.l2_errors += 1
         self._l2_retry_at = time.monotonic() + L2_RETRY_AFTER
         log.warning("cache %s: L2 %s failed (%s); using L3 only for %.0fs", self.name, what,
-                    exc, L2_RETRY_AFTER, extra={"action": "l2_unavailable"})
+                    exc or "timed out", L2_RETRY_AFTER, extra={"action": "l2_unavailable"})
 
     def _fill_l1(self, flight: Flight, value: Any, ttl: float | None) -> None:
         if flight.stale:

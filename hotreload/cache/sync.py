@@ -11,7 +11,7 @@ from ..publisher import AsyncPublisher
 from ..subscriber import AsyncSubscriber, Subscriber
 from .core import AsyncTwoLevelCache
 from .l1 import L1Cache
-from .l2 import Serializer
+from .serializers import Serializer
 
 
 class TwoLevelCache:

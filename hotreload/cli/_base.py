@@ -16,7 +16,7 @@ from .._version import __version__
 from ..config import HotReloadConfig, load_config
 from ..errors import HotReloadError, ProtocolError
 from ..logs import configure_logging
-from ..protocol import check_name
+from ..wire import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 

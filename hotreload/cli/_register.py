@@ -28,12 +28,14 @@ def _add_shared_options(command: click.Command) -> None:
 
 
 def register(group: click.Group) -> None:
-    from . import core, db, demo, validate
+    from . import core, db, demo, init, repair, rollout, validate
     from .daemon import daemon
 
-    for command in [*core.COMMANDS, *demo.COMMANDS]:
+    for command in [*core.COMMANDS, *rollout.COMMANDS, *demo.COMMANDS]:
         group.add_command(command)
     group.add_command(validate.validate_command)
+    group.add_command(init.init_command)
+    group.add_command(repair.repair)
     group.add_command(db.db_group)
     group.add_command(daemon)
     for command in group.commands.values():

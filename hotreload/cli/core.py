@@ -15,12 +15,22 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import protocol as p
 from ..config import HotReloadConfig
-from ..daemon.status import describe_daemon, read_daemon_status
-from ..errors import DocumentError, HotReloadError
-from ..publisher import AsyncPublisher, PublishResult, RollbackPlan
+from ..errors import DocumentError, HotReloadError, RolloutIncomplete
+from ..publisher import AsyncPublisher, PublishResult, RollbackPlan, Rollout
+from ..publisher.state import NamespaceState, plan_update
 from ..subscriber import AsyncSubscriber, Invalidation, Resync, SettingsChange
+from ..wire import (
+    MISSING,
+    Canary,
+    Change,
+    Envelope,
+    encode_event,
+    flatten,
+    flatten_texts,
+    loads,
+    unflatten,
+)
 from ._base import State, confirm, handle_errors, namespace_option
 
 T = TypeVar("T")
@@ -47,10 +57,11 @@ def parse_value(key: str, text: str) -> Any:
     if not stripped.startswith(_JSON_START) and not _JSON_SCALAR.fullmatch(stripped):
         return text
     try:
-        value = p.loads(stripped)
-    except ValueError as exc:
+        value = loads(stripped, what="the value")
+    except (ValueError, HotReloadError) as exc:
         what = "is not valid JSON" if stripped.startswith(_JSON_START) else "is no JSON number"
-        raise click.BadParameter(f"the value of {key!r} {what}: {exc} (for a string as "
+        why = str(exc).removeprefix("the value is not valid JSON: ")  # said once, below
+        raise click.BadParameter(f"the value of {key!r} {what}: {why} (for a string as "
                                  "written, pass --string)", param_hint="KEY=VALUE") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise click.BadParameter(f"the value of {key!r} is too large for a JSON number",
@@ -99,14 +110,14 @@ def _ts(ts: float) -> str:
 
 
 def _value(value: Any) -> str:
-    return "(absent)" if value is p.MISSING else json.dumps(value, ensure_ascii=False)
+    return "(absent)" if value is MISSING else json.dumps(value, ensure_ascii=False)
 
 
-def describe_change(change: p.Change) -> str:
+def describe_change(change: Change) -> str:
     """One key of a diff: ``key: old -> new``, ``key: added new``, ``key: deleted (was old)``."""
     if change.op != "set":
         return f"{change.key}: deleted (was {_value(change.old)})"
-    if change.old is p.MISSING:
+    if change.old is MISSING:
         return f"{change.key}: added {_value(change.new)}"
     return f"{change.key}: {_value(change.old)} -> {_value(change.new)}"
 
@@ -119,23 +130,64 @@ def describe_result(result: PublishResult, what: str = "") -> str:
     return f"published v{result.version} ({what}{n} change{'' if n == 1 else 's'})"
 
 
+def report_rollout(rollout: Rollout) -> None:
+    """Print who applied a version; exit 1 listing the instances that did not."""
+    lines = rollout.describe()
+    click.echo(lines[0])
+    if not rollout.complete:
+        for line in lines[1:]:
+            click.echo(line, err=True)
+        raise RolloutIncomplete(f"{len(rollout.pending)} instance(s) did not apply "
+                                f"v{rollout.version} in time", rollout=rollout)
+
+
 def never_published(namespace: str) -> HotReloadError:
     return HotReloadError(f"namespace {namespace!r} has never been published (or Redis lost "
                           "it): check -n or the config's namespace")
 
 
-def describe_envelope(env: p.Envelope) -> str:
-    head = f"v{env.version} {_ts(env.ts)} {env.kind} source={env.source} origin={env.origin}"
-    if env.kind == "config":
-        parts = [
-            f"{c.key}: {_value(c.old)} -> {_value(c.new)}" if c.op == "set"
-            else f"{c.key}: deleted (was {_value(c.old)})"
-            for c in env.changes
-        ]
-    else:
-        parts = (["everything"] if env.all else []) + list(env.keys) + [
-            f"{x}*" for x in env.prefixes]
-    return f"{head}  " + ", ".join(parts)
+def describe_envelope(env: Envelope) -> str:
+    """One line of ``history``: version, time, kind, who, and what changed."""
+    if env.kind == "invalidate":
+        return describe_line(f"seq {env.seq}", env.ts, "invalidate", env.source, env.origin,
+                             _invalidation_parts(env.keys, env.prefixes, env.all))
+    parts = [describe_change(c) for c in env.value_changes()]
+    if env.reset:
+        parts.append("(a new history: the whole state)")
+    if env.kind == "canary":
+        parts.append(f"canary {env.canary.id}" if isinstance(env.canary, Canary)
+                     else "canary aborted")
+    return describe_line(f"v{env.version}", env.ts, env.kind, env.source, env.origin, parts)
+
+
+def describe_line(label: str, ts: float, kind: str, source: str, origin: str,
+                  parts: Sequence[str]) -> str:
+    when = f" {_ts(ts)}" if ts else ""
+    return f"{label}{when} {kind} source={source} origin={origin}  " + ", ".join(parts)
+
+
+def _invalidation_parts(keys: Sequence[str], prefixes: Sequence[str],
+                        everything: bool) -> list[str]:
+    return (["everything"] if everything else []) + list(keys) + [f"{x}*" for x in prefixes]
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """A change as JSON (``tail --json``): ``old`` absent when the key did not exist."""
+    out: dict[str, Any] = {"op": change.op, "key": change.key}
+    if change.old is not MISSING:
+        out["old"] = change.old
+    if change.op == "set":
+        out["new"] = change.new
+    return out
+
+
+def overlay(document: dict[str, Any], sets: dict[str, Any],
+            deletes: Sequence[str]) -> dict[str, Any]:
+    """``document`` with ``KEY=VALUE`` assignments and ``--delete`` keys applied on top."""
+    state = NamespaceState.from_texts(flatten_texts(document), flatten(document))
+    changes, parsed = plan_update(state, sets, deletes)
+    state.apply(changes, parsed)
+    return unflatten(state.values)
 
 
 def _json_line(obj: Any) -> str:
@@ -155,10 +207,26 @@ def _echo_json(obj: Any) -> None:
 @click.option("--merge", is_flag=True, help="With --file: only set the document's keys.")
 @click.option("-s", "--string", "literal", is_flag=True,
               help="Every VALUE is a string, exactly as written.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; publish nothing.")
+@click.option("--canary", "canary_target", metavar="TARGET", default=None,
+              help="Apply only to these instances: 'service=api,instance=api-7*' and/or '10%%'"
+                   " (then: hotreload promote / hotreload abort).")
+@click.option("--via", type=click.Choice(["redis", "postgres"]), default=None,
+              help="redis: publish now; postgres: write the PostgreSQL settings table (the "
+                   "daemon publishes it) [default: the config's publish_via, else redis].")
+@click.option("--wait", is_flag=True,
+              help="Wait until every live subscriber applied it and list those that did not "
+                   "(with --via postgres: until the namespace shows the written values).")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=10.0,
+              show_default=True, help="How long --wait waits (seconds).")
+@click.option("--service", metavar="GLOB", default=None,
+              help="With --wait: only the subscribers of this service.")
 @click.pass_obj
 @handle_errors
 def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
-            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool) -> None:
+            deletes: tuple[str, ...], file_: str | None, merge: bool, literal: bool,
+            dry_run: bool, canary_target: str | None, via: str | None, wait: bool,
+            timeout: float, service: str | None) -> None:
     """Publish settings changes as one event.
 
     \b
@@ -168,20 +236,64 @@ def publish(state: State, namespace: str | None, assignments: tuple[str, ...],
       a=hello  a='hello world'  a=v1.2  a='"20"'  -s a=20      strings
     Give each key once: x=1 x.y=2 (set x='{"y": 2}') or x=1 --delete x is
     an error. With --file, KEY=VALUE and --delete apply on top of the file.
+    With --via postgres (or publish_via: postgres in the config) the change
+    is written to the PostgreSQL settings table, the source of truth, and
+    the daemon publishes it.
     """
     sets = parse_assignments(assignments, deletes, literal=literal)
     document = read_document(file_) if file_ else None
     if document is None and not sets and not deletes:
         raise click.UsageError("nothing to publish: give KEY=VALUE, --delete or --file")
+    whole = document is not None and not merge
+    if canary_target is not None and whole:
+        raise click.UsageError("--canary takes KEY=VALUE, --delete or --file --merge (a canary "
+                               "changes some keys, not the whole document)")
+    if (wait or service is not None) and dry_run:
+        raise click.UsageError("--dry-run publishes nothing to wait for")
+    merged = {**flatten(document or {}), **sets}
+    route = via or state.config.publish_via
+    if route == "postgres":
+        if canary_target is not None or dry_run or service is not None:
+            raise click.UsageError("--via postgres writes the settings table: --canary, "
+                                   "--dry-run and --service are for a Redis publish")
+        from .pgpublish import publish_via_postgres
 
-    async def body(pub: AsyncPublisher) -> PublishResult:
-        if document is not None and not merge:
-            base = p.update(p.flatten(document), sets, deletes)
-            return await pub.replace(p.unflatten(base))
-        merged = {**p.flatten(document or {}), **sets}
-        return await pub.publish(merged, deletes)
+        publish_via_postgres(state.config, namespace, sets, deletes,
+                             None if document is None or merge else overlay(document, sets,
+                                                                           deletes),
+                             flatten(document) if document is not None and merge else None,
+                             wait=wait, timeout=timeout)
+        return
 
-    click.echo(describe_result(_run(state, namespace, body)))
+    if dry_run:
+        planned = _run(state, namespace, lambda pub: pub.plan(
+            None if whole else merged, () if whole else deletes,
+            document=overlay(document, sets, deletes) if whole and document is not None
+            else None))
+        if not planned:
+            click.echo("no change")
+        for change in planned:
+            click.echo(describe_change(change))
+        return
+
+    async def body(pub: AsyncPublisher) -> tuple[PublishResult, Rollout | None]:
+        if canary_target is not None:
+            result = await pub.canary(merged, deletes, target=canary_target, ack=wait)
+        elif whole and document is not None:
+            result = await pub.replace(overlay(document, sets, deletes), ack=wait)
+        else:
+            result = await pub.publish(merged, deletes, ack=wait)
+        rollout = None
+        if wait:
+            rollout = await pub.wait_applied(result.version, epoch=result.epoch,
+                                             timeout=timeout, service=service)
+        return result, rollout
+
+    result, rollout = _run(state, namespace, body)
+    what = f"canary {canary_target}, " if canary_target is not None else ""
+    click.echo(describe_result(result, what))
+    if rollout is not None:
+        report_rollout(rollout)
 
 
 @click.command()
@@ -198,7 +310,8 @@ def invalidate(state: State, namespace: str | None, keys: tuple[str, ...],
         raise click.UsageError("give KEYs, --prefix or --all")
     result = _run(state, namespace, lambda pub: pub.invalidate(keys, prefixes,
                                                               everything=everything))
-    click.echo(f"published v{result.version} (invalidate)")
+    # invalidations are numbered apart from settings versions (docs/protocol.md §9)
+    click.echo(f"published seq {result.version} (invalidate)")
 
 
 @click.command()
@@ -222,7 +335,7 @@ def get(state: State, namespace: str | None, key: str | None, as_json: bool) -> 
             if not sub:
                 raise DocumentError(f"key {key!r} not found in {snap.namespace!r} "
                                     f"(v{snap.version})")
-            value = p.unflatten(sub)
+            value = unflatten(sub)
     if as_json:
         _echo_json({"namespace": snap.namespace, "version": snap.version, "key": key,
                     "value": value} if key else
@@ -247,8 +360,7 @@ def history(state: State, namespace: str | None, limit: int, as_json: bool) -> N
     """Print the newest events of the log, oldest first."""
     events = _run(state, namespace, lambda pub: pub.history(limit=limit))
     for env in events:
-        click.echo(json.dumps(env.to_json(), ensure_ascii=False) if as_json
-                   else describe_envelope(env))
+        click.echo(encode_event(env).decode() if as_json else describe_envelope(env))
     if not events and not as_json:
         click.echo("no events")
 
@@ -328,11 +440,11 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
             out(_json_line({
                 "type": "change", "namespace": ch.namespace, "version": ch.version,
                 "resync": ch.resync, "source": ch.source, "origin": ch.origin,
-                "changes": [c.to_json() for c in ch.changes]}))
+                "changes": [change_json(c) for c in ch.changes]}))
         else:
-            env = p.Envelope(ch.namespace, ch.version, "config", changes=ch.changes,
-                             source=ch.source, origin=ch.origin, ts=ch.ts)
-            out(describe_envelope(env) + ("  (resync)" if ch.resync else ""))
+            line = describe_line(f"v{ch.version}", ch.ts, "config", ch.source, ch.origin,
+                                 [describe_change(c) for c in ch.changes])
+            out(line + ("  (resync)" if ch.resync else ""))
         count()
 
     @sub.on_invalidate
@@ -343,10 +455,8 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
                 "keys": list(inv.keys), "prefixes": list(inv.prefixes), "all": inv.all,
                 "reason": inv.reason, "origin": inv.origin}))
         else:
-            env = p.Envelope(inv.namespace, inv.version, "invalidate", keys=inv.keys,
-                             prefixes=inv.prefixes, all=inv.all, source=inv.source,
-                             origin=inv.origin)
-            out(describe_envelope(env).replace(f" {_ts(0)}", ""))
+            out(describe_line(f"seq {inv.version}", 0.0, "invalidate", inv.source, inv.origin,
+                              _invalidation_parts(inv.keys, inv.prefixes, inv.all)))
         count()
 
     @sub.on_resync
@@ -373,45 +483,4 @@ async def _tail(config: HotReloadConfig, namespace: str | None, as_json: bool,
         raise gone[0]
 
 
-@click.command()
-@namespace_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_obj
-@handle_errors
-def status(state: State, namespace: str | None, as_json: bool) -> None:
-    """Namespace, version, checksum, subscribers listening (and daemons, if any)."""
-    config = state.config
-
-    async def body(pub: AsyncPublisher) -> dict[str, Any]:
-        snap = await pub.snapshot()
-        info: dict[str, Any] = {
-            "namespace": snap.namespace,
-            "published": snap.version > 0,
-            "version": snap.version,
-            "epoch": snap.epoch or None,
-            "checksum": snap.checksum,
-            "updated_at": _ts(snap.updated_at) if snap.updated_at else None,
-            "keys": len(snap.flat),
-            "subscribers": await pub.subscribers(),
-            "redis": config.redis.display_url(),
-        }
-        info["daemons"] = await read_daemon_status(config, client=pub.redis)
-        return info
-
-    info = _run(state, namespace, body)
-    if as_json:
-        _echo_json(info)
-        return
-    if not info["published"]:
-        info["version"] = "- (never published)"
-    for key in ("namespace", "version", "epoch", "checksum", "updated_at", "keys", "subscribers",
-                "redis"):
-        click.echo(f"{key + ':':<13}{info[key] if info[key] is not None else '-'}")
-    if not info["daemons"]:
-        click.echo("daemons:     none running")
-    for d in info["daemons"]:
-        for line in describe_daemon(d):
-            click.echo(line)
-
-
-COMMANDS: list[click.Command] = [publish, invalidate, get, history, rollback, tail, status]
+COMMANDS: list[click.Command] = [publish, invalidate, get, history, rollback, tail]

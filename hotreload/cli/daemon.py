@@ -10,11 +10,13 @@ from ..config import http_address
 from ..errors import ConfigError
 from ..logs import DAEMON_LEVEL, configure_logging
 from ._base import State, handle_errors
+from ._extras import require_extra
 
 
 @click.command("daemon")
 @click.option("--http", "http", default=None, metavar="HOST:PORT",
-              help="Health and metrics address [default: daemon.http]; 'off' disables it.")
+              help="Address of health, metrics and the console [default: daemon.http]; "
+                   "'off' disables it.")
 @click.pass_obj
 @handle_errors
 def daemon(state: State, http: str | None) -> None:
@@ -22,6 +24,7 @@ def daemon(state: State, http: str | None) -> None:
 
     Runs until SIGTERM or SIGINT, then stops cleanly (exit status 0). See docs/daemon.md.
     """
+    require_extra("daemon", "the daemon")
     from ..daemon.core import Daemon
 
     config = state.config

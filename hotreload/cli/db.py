@@ -8,12 +8,13 @@ import click
 from pydantic import SecretStr
 
 from ..config import PostgresSettings
-from ..daemon import db
 from ..errors import ConfigError
 from ._base import State, handle_errors
+from ._extras import require_extra
 
 
 def _settings(state: State, dsn: str | None) -> PostgresSettings:
+    require_extra("daemon", "hotreload db", ["psycopg"])
     configured = state.config.postgres
     if dsn is not None:
         return (configured or PostgresSettings()).model_copy(update={"dsn": SecretStr(dsn)})
@@ -39,6 +40,8 @@ def db_group() -> None:
 def install(state: State, dsn: str | None) -> None:
     """Create (or update) the settings table and its NOTIFY trigger; safe to re-run."""
     settings = _settings(state, dsn)
+    from ..daemon import db
+
     asyncio.run(db.install(settings))
     click.echo(f"installed table {settings.settings_table} (NOTIFY channel "
                f"{settings.notify_channel}) on {settings.display_dsn()}")
@@ -55,6 +58,8 @@ def uninstall(state: State, dsn: str | None, yes: bool) -> None:
     if not yes:
         raise click.UsageError(f"this drops table {settings.settings_table} and its rows; "
                                "pass --yes to confirm")
+    from ..daemon import db
+
     dropped = asyncio.run(db.uninstall(settings))
     if dropped:
         click.echo(f"dropped {', '.join(dropped)} on {settings.display_dsn()}")

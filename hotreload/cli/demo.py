@@ -1,7 +1,7 @@
 """``hotreload demo``: three "pods" follow one namespace while settings change.
 
-Runs on an embedded fakeredis server by default (nothing to install or start), or against a real
-Redis with ``--redis redis://127.0.0.1:6379/0``.
+Runs on an in-process server by default (the memory transport: nothing to install or start), or
+against a real Redis with ``--redis redis://127.0.0.1:6379/0``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable
-from typing import Any
 
 import click
 from pydantic import BaseModel, Field
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from ..config import HotReloadConfig
 from ..publisher import AsyncPublisher, PublishResult
 from ..subscriber import AsyncSubscriber, Invalidation, SettingsChange
+from ..transport import MemoryServer, MemoryTransport, Transport, open_transport
 from ._base import State, handle_errors
 
 
@@ -35,54 +35,42 @@ class DemoSettings(BaseModel):
     features: dict[str, bool] = {}
 
 
-def _clients(url: str | None, count: int) -> list[Any]:
+def _transports(config: HotReloadConfig, url: str | None, count: int) -> list[Transport]:
+    """One transport per pod: to the given Redis, or to one in-process server."""
     if url is not None:
-        return [None] * count
-    try:
-        import fakeredis
-    except ImportError:
-        raise click.ClickException(
-            "the embedded demo needs fakeredis: pip install 'hotreload[demo]' "
-            "(or run against a real server with --redis redis://127.0.0.1:6379/0)"
-        ) from None
-    server = fakeredis.FakeServer()
-    return [fakeredis.FakeAsyncRedis(server=server) for _ in range(count)]
+        return [open_transport(config) for _ in range(count)]
+    server = MemoryServer()
+    return [MemoryTransport(server, prefix=config.prefix) for _ in range(count)]
 
 
 async def _demo(url: str | None, pods: int) -> None:
-    config = HotReloadConfig.from_url(url or "redis://embedded-fakeredis/0")
+    config = HotReloadConfig.from_url(url or "redis://embedded/0")
     ns = f"demo-{uuid.uuid4().hex[:6]}"
-    clients = _clients(url, pods + 1)
-    pub = AsyncPublisher(config, namespace=ns, source="demo", client=clients[0])
+    transports = _transports(config, url, pods + 1)
+    pub = AsyncPublisher(config, namespace=ns, source="demo", transport=transports[0])
     subs: list[AsyncSubscriber[DemoSettings]] = []
     try:
-        await _narrate(config, url, ns, pods, pub, subs, clients)
+        await _narrate(config, url, ns, pods, pub, subs, transports)
     finally:  # also on an error or Ctrl-C: leave nothing behind in a real Redis
         for sub in subs:
             await sub.aclose()
         try:
-            await _delete_namespace(pub, ns)
+            await transports[0].purge(ns)
         finally:
-            await pub.aclose()
-
-
-async def _delete_namespace(pub: AsyncPublisher, ns: str) -> None:
-    """Delete every key of the demo's namespace (``{prefix}:{ns}:...``)."""
-    pattern = pub.keys(ns).snapshot.removesuffix(":snapshot") + "*"
-    keys = [key async for key in pub.redis.scan_iter(match=pattern, count=1000)]
-    if keys:
-        await pub.redis.delete(*keys)
+            for transport in transports:
+                await transport.aclose()
 
 
 async def _narrate(config: HotReloadConfig, url: str | None, ns: str, pods: int,
                    pub: AsyncPublisher, subs: list[AsyncSubscriber[DemoSettings]],
-                   clients: list[Any]) -> None:
+                   transports: list[Transport]) -> None:
     say = click.echo
     step_started: list[float] = []  # perf_counter (monotonic) when the current publish began
 
     await pub.publish({"db": {"host": "db.internal", "pool_size": 10}, "greeting": "hello"})
     for i in range(pods):
-        sub = AsyncSubscriber(config, namespace=ns, model=DemoSettings, client=clients[i + 1])
+        sub = AsyncSubscriber(config, namespace=ns, model=DemoSettings,
+                              transport=transports[i + 1])
         name = f"pod-{i + 1}"
 
         def on_change(ch: SettingsChange, name: str = name) -> None:
@@ -96,14 +84,16 @@ async def _narrate(config: HotReloadConfig, url: str | None, ns: str, pods: int,
                 say(f"  {name}: v{ch.version} applied: {what}")
 
         def on_invalidate(inv: Invalidation, name: str = name) -> None:
-            say(f"  {name}: v{inv.version} cache entries dropped: {', '.join(inv.keys)}")
+            say(f"  {name}: invalidation {inv.version}: cache entries dropped: "
+                f"{', '.join(inv.keys)}")
 
         sub.on_change(on_change)
         sub.on_invalidate(on_invalidate)
         subs.append(sub)
         await sub.start(timeout=10)
-    say(f"{pods} pods follow namespace {ns!r} on "
-        f"{'Redis at ' + config.redis.display_url() if url else 'an embedded fakeredis'}")
+    where = (f"Redis at {config.redis.display_url()}" if url
+             else "an in-process server (no Redis needed)")
+    say(f"{pods} pods follow namespace {ns!r} on {where}")
     say(f"  every pod starts at v{subs[0].version}: pool_size={subs[0].settings.db.pool_size}")
 
     async def step(command: str, coro: Awaitable[PublishResult]) -> None:
@@ -128,15 +118,14 @@ async def _narrate(config: HotReloadConfig, url: str | None, ns: str, pods: int,
     await step("invalidate -n NS user:42", pub.invalidate(["user:42"]))
     say("\nhistory:")
     for env in await pub.history(limit=10):
-        say(f"  v{env.version} {env.kind}: " + (", ".join(c.key for c in env.changes)
-                                               or ", ".join(env.keys)))
+        say(f"  v{env.version} {env.kind}: " + ", ".join(c.key for c in env.changes))
     say("\ndone: every pod saw every valid change, and none ever served an invalid one."
         + (f" The demo's keys ({ns}) are deleted on exit." if url else ""))
 
 
 @click.command()
 @click.option("--redis", "url", default=None, metavar="URL",
-              help="Use this Redis instead of an embedded fakeredis.")
+              help="Use this Redis instead of an in-process one.")
 @click.option("--pods", default=3, show_default=True, type=click.IntRange(1, 50))
 @handle_errors
 @click.pass_context

@@ -20,12 +20,14 @@ from typing import Any, Literal
 from .._backoff import Backoff
 from .._version import __version__
 from ..config import HotReloadConfig
-from ..connection import describe_error, make_client
+from ..errors import describe_error
 from ..publisher import AsyncPublisher
+from ..transport import Transport, open_transport
 from .election import Election, Role
-from .http import HealthServer
+from .http import Console, HttpServer, console_enabled
 from .metrics import Metrics
 from .pending import SourceState
+from .presence import PRESENCE_INTERVAL, HeadLog, refresh_presence
 from .reconciler import Reconciler
 from .setup import LeaderLike, build_leader, build_sources
 from .sources.base import Source
@@ -34,7 +36,7 @@ from .status import (
     delete_status,
     describe_daemon,
     read_daemon_status,
-    status_key,
+    status_name,
     write_status,
 )
 
@@ -67,16 +69,18 @@ class Daemon:
         self.leader = build_leader(config) if leader == "auto" else leader
         self.handle_signals = handle_signals
         self.metrics = Metrics()
-        self.redis = make_client(config)
-        self.publisher = AsyncPublisher(config, source="daemon", client=self.redis)
+        self.transport: Transport = open_transport(config)
+        self.publisher = AsyncPublisher(config, source="daemon", transport=self.transport)
         self.reconciler = Reconciler(
-            self.publisher, self.metrics, ping=self.redis.ping,
+            self.publisher, self.metrics, ping=self.transport.ping,
             backoff_max=config.daemon.redis_backoff_max, on_reconnect=self.request_reconcile,
         )
-        self.http: HealthServer | None = None
+        self.http: HttpServer | None = None
+        self.console: Console | None = None
         if config.daemon.http is not None:
-            self.http = HealthServer(config.daemon.http, readiness=self.readiness,
-                                     metrics=self.metrics.render)
+            if console_enabled(config.daemon):
+                self.console = Console(config, self.transport, fed=self._fed_namespaces)
+            self.http = HttpServer(config.daemon.http, self, self.console)
         self.election = Election(
             self.leader, backoff_max=config.daemon.redis_backoff_max, on_lead=self._lead,
             on_follow=self.reconciler.close_gate, on_change=self._role_changed,
@@ -90,6 +94,14 @@ class Daemon:
         self._status_now = asyncio.Event()
         self._crash: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Seconds between two readings of the subscribers' presence records (the gauges).
+        self.presence_interval = PRESENCE_INTERVAL
+        self._heads: dict[str, HeadLog] = {}
+
+    @property
+    def status_name(self) -> str:
+        """The name of this daemon's status document: ``{host}:{pid}``."""
+        return status_name(self.host, self.pid)
 
     @property
     def role(self) -> Role | None:
@@ -105,6 +117,12 @@ class Daemon:
     def request_reconcile(self) -> None:
         """Make every source re-read and report its whole state soon."""
         self._reconcile_now.set()
+
+    def _fed_namespaces(self) -> dict[str, str | None]:
+        """The namespaces the sources feed, with the source owning each (None: unknown)."""
+        fed: dict[str, str | None] = dict.fromkeys(self.reconciler.versions)
+        fed.update(self.reconciler.owners)
+        return fed
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         reasons = []
@@ -169,6 +187,7 @@ class Daemon:
             self._spawn(self.election.run(), "election", critical=True)
             self._spawn(self._reconcile_loop(), "reconcile", critical=True)
             self._spawn(self._status_loop(), "status", critical=False)
+            self._spawn(self._presence_loop(), "presence", critical=False)
             log.info("daemon %s started (pid %d): %d source(s), Redis %s, HTTP %s, %s",
                      __version__, self.pid, len(self.sources), self.config.redis.display_url(),
                      self.http.address if self.http else "off",
@@ -205,8 +224,7 @@ class Daemon:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_STEP_TIMEOUT)
-        key = status_key(self.config.prefix, self.host, self.pid)
-        steps = [asyncio.create_task(delete_status(self.redis, key))]
+        steps = [asyncio.create_task(delete_status(self.transport, self.status_name))]
         if self.leader is not None:
             steps.append(asyncio.create_task(self.leader.release()))
         if self.http is not None:
@@ -220,7 +238,8 @@ class Daemon:
                 log.debug("shutdown step failed: %s", describe_error(exc))
         try:
             async with asyncio.timeout(STOP_STEP_TIMEOUT):
-                await self.redis.aclose()
+                await self.publisher.aclose()
+                await self.transport.aclose()
         except Exception as exc:
             log.debug("closing Redis failed: %s", describe_error(exc))
         self.election.set_role(None)
@@ -260,15 +279,34 @@ class Daemon:
             await self.reconcile_sources()
 
     async def _status_loop(self) -> None:
-        key = status_key(self.config.prefix, self.host, self.pid)
         while True:
             self._status_now.clear()
-            await write_status(self.redis, key, self.status())
+            await write_status(self.transport, self.status_name, self.status())
             try:  # every STATUS_INTERVAL, and at once when the role changes
                 async with asyncio.timeout(STATUS_INTERVAL):
                     await self._status_now.wait()
             except TimeoutError:
                 pass
+
+    def namespaces(self) -> set[str]:
+        """The namespaces this daemon serves: those its sources feed or invalidate."""
+        found = {f.namespace for f in self.config.sources.files}
+        if self.config.postgres is not None:
+            found |= {c.namespace or self.config.namespace
+                      for c in self.config.postgres.invalidation_channels(self.config.namespace)}
+        return found | set(self.reconciler.owners) | set(self.reconciler.versions)
+
+    async def _presence_loop(self) -> None:
+        """Every `presence_interval`: the subscriber gauges from presence records."""
+        while True:
+            try:
+                async with asyncio.timeout(self.presence_interval):
+                    await refresh_presence(self.transport, self.metrics, self.namespaces(),
+                                           self._heads)
+            except TimeoutError:
+                log.debug("reading the presence records took longer than %.1fs",
+                          self.presence_interval)
+            await asyncio.sleep(self.presence_interval)
 
     async def _run_source(self, src: Source) -> None:
         backoff = Backoff(self.config.daemon.redis_backoff_max)

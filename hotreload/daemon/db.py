@@ -21,12 +21,12 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from .._dotted import short_repr
 from ..config import PostgresSettings
 from ..errors import BackendError, HotReloadError, ProtocolError
-from ..protocol import (
+from ..wire import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_DEPTH,
+    MAX_LEAF_DEPTH,
     check_json_value,
     check_key,
     check_name,
@@ -291,8 +291,9 @@ class _Unusable:
 def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
     """Rows ``(namespace, dotted key, JSON value)`` to nested documents (pure; no I/O).
 
-    A row with an invalid namespace or key, a value that is not plain JSON or nests more than
-    `MAX_DEPTH` levels (the key's levels included), or whose key clashes with another row's
+    A row with an invalid namespace or key (docs/protocol.md §2: at most 32 segments and 512
+    bytes, the segments of an object value included), a value that is not plain JSON or whose
+    leaves nest more than `MAX_LEAF_DEPTH` levels, or whose key clashes with another row's
     (``db`` = 5 beside ``db.pool`` = 3), is skipped and reported in ``problems``; the others
     still count. A row whose value is an object contributes that whole subtree.
     """
@@ -300,7 +301,7 @@ def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
     inner: dict[str, set[str]] = {}
     out = TableRead()
     for ns, key, value in sorted(rows, key=lambda r: (r[0], r[1])):
-        where = f"row ({short_repr(ns)}, {short_repr(key)})"
+        where = f"row ({_short(ns)}, {_short(key)})"
         try:
             check_name(ns, "namespace")
         except HotReloadError as exc:
@@ -309,12 +310,7 @@ def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
         leaves = flat.setdefault(ns, {})
         parents = inner.setdefault(ns, set())
         try:
-            check_key(key)
-            if isinstance(value, _Unusable):
-                raise ProtocolError(value.why)
-            check_json_value(value, key, depth=key.count(".") + 1)
-            entries = flatten(value, key + ".") if isinstance(value, dict) and value else {
-                key: value}
+            entries = _entries(key, value)
             _check_clash(entries, leaves, parents)
         except HotReloadError as exc:
             out.problems.setdefault(ns, []).append(f"{where}: {exc}")
@@ -324,8 +320,32 @@ def build_documents(rows: Iterable[tuple[str, str, Any]]) -> TableRead:
             parts = k.split(".")
             parents.update(".".join(parts[:i]) for i in range(1, len(parts)))
     for ns, leaves in flat.items():
-        out.documents[ns] = unflatten(leaves)
+        # An empty object with keys below it (rows ``e`` = {} and ``e.f`` = 1) is that object.
+        parents = inner[ns]
+        out.documents[ns] = unflatten({k: v for k, v in leaves.items()
+                                       if not (v == {} and k in parents)})
     return out
+
+
+def _entries(key: str, value: Any) -> dict[str, Any]:
+    """The leaves one row sets, each key and value checked (`ProtocolError` otherwise)."""
+    check_key(key)
+    if isinstance(value, _Unusable):
+        raise ProtocolError(value.why)
+    nested: Any = value
+    for segment in reversed(key.split(".")):  # the row as a document: keys in full
+        nested = {segment: nested}
+    entries = flatten(nested)
+    for k, v in entries.items():
+        check_json_value(v, k, max_depth=MAX_LEAF_DEPTH)
+    return entries
+
+
+def _short(text: Any) -> str:
+    """``text`` for a one-line message: repr'd, cut if long."""
+    if not isinstance(text, str):
+        return f"a {type(text).__name__}"
+    return repr(text if len(text) <= 60 else text[:60] + "…")
 
 
 def decode_value(text: str | None, size: int | None, max_row_bytes: int) -> Any:
@@ -339,11 +359,9 @@ def decode_value(text: str | None, size: int | None, max_row_bytes: int) -> Any:
         return _Unusable(f"key and value take {size} bytes, over the limit of {max_row_bytes} "
                          "bytes (half of security.max_message_bytes)")
     try:
-        return loads(text)
-    except RecursionError:
-        return _Unusable(f"the value is nested more than {MAX_DEPTH} levels deep")
-    except ValueError as exc:
-        return _Unusable(f"the value is not valid JSON: {str(exc).split(';')[0]}")
+        return loads(text, max_depth=MAX_DEPTH, what="the value")
+    except ProtocolError as exc:
+        return _Unusable(str(exc))
 
 
 def _check_clash(entries: dict[str, Any], leaves: dict[str, Any], parents: set[str]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from .._backoff import Backoff
-from ..connection import describe_error
+from ..errors import describe_error
 from .setup import LeaderLike
 
 log = logging.getLogger("hotreload.daemon")

@@ -58,6 +58,33 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )
 
+        # Subscribers, from their presence records (hotreload.daemon.presence).
+        self.instances = Gauge(
+            "hotreload_instances",
+            "Live subscriber instances of a namespace (unexpired presence records).",
+            ["namespace"], registry=r,
+        )
+        self.instances_behind = Gauge(
+            "hotreload_instances_behind",
+            "Instances reporting a version older than the head they had time to apply.",
+            ["namespace"], registry=r,
+        )
+        self.instances_rejected = Gauge(
+            "hotreload_instances_rejected",
+            "Instances whose model rejected the namespace's settings (they keep the last good).",
+            ["namespace"], registry=r,
+        )
+        self.instances_link_down = Gauge(
+            "hotreload_instances_link_down",
+            "Instances reporting their link not up (down, or stale: resyncing or unconfirmed).",
+            ["namespace"], registry=r,
+        )
+        self.instances_max_lag = Gauge(
+            "hotreload_instances_max_lag",
+            "The most versions any instance of the head's epoch is behind the head.",
+            ["namespace"], registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)

@@ -1,6 +1,6 @@
 """Connections to PostgreSQL (never pooled), deadlines on queries, and the error seam.
 
-The PostgreSQL counterpart of `hotreload.connection`: every connection carries libpq keepalives,
+The PostgreSQL counterpart of `hotreload.transport`: every connection carries libpq keepalives,
 ``tcp_user_timeout`` and ``connect_timeout`` from `PostgresSettings`; the password (from the DSN
 or ``postgres.password``) goes into the conninfo and nowhere else.
 """
@@ -8,7 +8,6 @@ or ``postgres.password``) goes into the conninfo and nowhere else.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
@@ -17,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..config import PostgresSettings
 from ..errors import BackendError, ConfigError
+from ..errors import describe_error as describe
 
 #: Errors of psycopg (and the socket below it) that mean "the server or the link failed".
 PG_ERRORS: Final[tuple[type[Exception], ...]] = (psycopg.Error, OSError)
@@ -24,17 +24,7 @@ PG_ERRORS: Final[tuple[type[Exception], ...]] = (psycopg.Error, OSError)
 AsyncConn = psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
-
-def backoff_delay(attempt: int, cap: float) -> float:
-    """Capped exponential backoff with jitter: half to all of min(cap, 0.1 s * 2**attempt)."""
-    step = min(cap, 0.1 * float(2 ** min(attempt, 30)))
-    return step * random.uniform(0.5, 1.0)
-
-
-def describe(exc: BaseException) -> str:
-    """One line about a psycopg error; libpq messages never hold the password."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+__all__ = ["PG_ERRORS", "AsyncConn", "bounded", "connect", "conninfo", "describe"]
 
 
 def conninfo(settings: PostgresSettings, *, application_name: str = "hotreload") -> str:

@@ -20,35 +20,26 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import redis.exceptions
-
-from .. import protocol as p
 from .._backoff import Backoff
-from ..connection import REDIS_ERRORS, describe_error
-from ..errors import BackendError, HotReloadError, ProtocolError
+from ..errors import HotReloadError, ProtocolError, describe_error
 from ..publisher import PublishResult
+from ..transport import is_outage
+from ..wire import check_json_value, check_name, flatten_texts
 from .metrics import Metrics
 from .pending import Desired, NamespaceFailure, PendingInvalidation, SourceState
 from .sources.base import Sink
+
+__all__ = ["PROBE_INTERVAL", "PROBE_TIMEOUT", "PublisherLike", "Reconciler"]
 
 log = logging.getLogger("hotreload.daemon.reconciler")
 
 #: Seconds between Redis probes while idle, and the deadline of each probe.
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
-#: Errors meaning "Redis is unreachable" (also as the cause of a `BackendError`): keep the state
-#: pending and retry with backoff. A server's error reply (WRONGTYPE, OOM, READONLY...) is not one.
-_DOWN_ERRORS: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
-)
-_PROBE_ERRORS: tuple[type[BaseException], ...] = (HotReloadError, TimeoutError, *REDIS_ERRORS)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """True if ``exc`` means the link to Redis failed (not an error of one command)."""
-    if isinstance(exc, BackendError):
-        return isinstance(exc.__cause__, _DOWN_ERRORS)
-    return isinstance(exc, _DOWN_ERRORS)
+#: What a failed probe raises: the transport's `BackendError`, or its deadline. Whether a failed
+#: publish means "Redis is unreachable" (keep the state pending, retry with backoff) or is an
+#: error of its namespace alone (WRONGTYPE, OOM, READONLY...) is `is_outage`'s to say.
+_PROBE_ERRORS: tuple[type[BaseException], ...] = (HotReloadError, TimeoutError, OSError)
 
 
 class PublisherLike(Protocol):
@@ -99,9 +90,9 @@ class Reconciler(Sink):
 
     async def desired(self, namespace: str, document: Mapping[str, Any], *, source: str) -> None:
         try:
-            p.check_name(namespace, "namespace")
-            p.check_json_value(document, "document")
-            p.flatten(document)
+            check_name(namespace, "namespace")
+            check_json_value(document, "document")
+            flatten_texts(document)  # every key and leaf within the protocol's limits
         except (HotReloadError, ValueError, TypeError) as exc:
             self.rejected(source, "document", f"namespace {namespace!r}: {exc}")
             return
@@ -122,7 +113,7 @@ class Reconciler(Sink):
         if not (keys or prefixes or everything):
             return
         try:
-            p.check_name(namespace, "namespace")
+            check_name(namespace, "namespace")
         except HotReloadError as exc:
             self.rejected(source, "payload", str(exc))
             return

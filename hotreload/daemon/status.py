@@ -1,8 +1,9 @@
 """The daemon's self-reported status in Redis: written by each daemon, read by ``status``.
 
-Each daemon writes one JSON document to ``{prefix}:daemon:{host}:{pid}`` every
-`STATUS_INTERVAL` seconds with a TTL of three intervals, so a daemon that died disappears from
-the list by itself and a stopped one deletes its key on the way out.
+Each daemon writes one JSON document named ``{host}:{pid}`` through the transport
+(`Transport.write_status`) every `STATUS_INTERVAL` seconds, expiring after three intervals, so a
+daemon that died disappears from the list by itself, and a stopped one deletes its document on
+the way out. This module needs none of the daemon extra: ``hotreload status`` reads through it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import os
 import socket
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from ..config import HotReloadConfig
-from ..connection import REDIS_ERRORS, describe_error, make_client, wrap_errors
+from ..errors import HotReloadError, describe_error
+from ..transport import Transport, open_transport
 
 log = logging.getLogger("hotreload.daemon")
 
@@ -24,28 +24,28 @@ STATUS_INTERVAL = 2.0
 STATUS_TTL = 3 * STATUS_INTERVAL
 
 
-def status_key(prefix: str, host: str | None = None, pid: int | None = None) -> str:
-    """``{prefix}:daemon:{host}:{pid}`` (this process's key by default)."""
+def status_name(host: str | None = None, pid: int | None = None) -> str:
+    """``{host}:{pid}`` (this process's by default): the name of a daemon's status document."""
     host = host if host is not None else socket.gethostname()
     pid = pid if pid is not None else os.getpid()
-    return f"{prefix}:daemon:{host}:{pid}"
+    return f"{host}:{pid}"
 
 
-async def write_status(client: aioredis.Redis, key: str, status: dict[str, Any]) -> bool:
-    """SET the status with its TTL; False (and a debug line) if Redis is unreachable."""
+async def write_status(transport: Transport, name: str, status: dict[str, Any]) -> bool:
+    """Write the status with its TTL; False (and a debug line) if Redis is unreachable."""
+    doc = json.dumps(status, default=str, sort_keys=True).encode()
     try:
-        await client.set(key, json.dumps(status, default=str, sort_keys=True),
-                         px=int(STATUS_TTL * 1000))
-    except REDIS_ERRORS as exc:
+        await transport.write_status(name, doc, STATUS_TTL)
+    except HotReloadError as exc:
         log.debug("could not write the daemon status: %s", describe_error(exc))
         return False
     return True
 
 
-async def delete_status(client: aioredis.Redis, key: str) -> None:
+async def delete_status(transport: Transport, name: str) -> None:
     try:
-        await client.delete(key)
-    except REDIS_ERRORS as exc:
+        await transport.delete_status(name)
+    except HotReloadError as exc:
         log.debug("could not delete the daemon status: %s", describe_error(exc))
 
 
@@ -75,28 +75,31 @@ def describe_daemon(doc: dict[str, Any]) -> list[str]:
 
 
 async def read_daemon_status(
-    config: HotReloadConfig, *, client: aioredis.Redis | None = None
+    config: HotReloadConfig, *, transport: Transport | None = None,
 ) -> list[dict[str, Any]]:
-    """The status of every live daemon of this prefix (sorted by host, then pid)."""
-    own = client is None
-    redis = client if client is not None else make_client(config)
+    """The status of every live daemon of this prefix (sorted by host, then pid).
+
+    Reads through ``transport`` if given (it stays open), else through one opened for
+    ``config`` and closed again. Raises `BackendError` if Redis cannot be read.
+    """
+    own = transport is None
+    t = transport if transport is not None else open_transport(config)
     out: list[dict[str, Any]] = []
     try:
-        async with wrap_errors("reading the daemons' status"):
-            keys = [k async for k in redis.scan_iter(match=f"{config.prefix}:daemon:*",
-                                                       count=200)]
-            values = await redis.mget(keys) if keys else []
-        for key, raw in zip(keys, values, strict=True):
-            if raw is None:
-                continue  # expired between SCAN and MGET
+        for raw in await t.read_statuses():
             try:
                 doc = json.loads(raw)
             except ValueError:
-                log.debug("ignoring a malformed daemon status at %r", key)
+                log.debug("ignoring a malformed daemon status")
                 continue
             if isinstance(doc, dict):
                 out.append(doc)
     finally:
         if own:
-            await redis.aclose()
-    return sorted(out, key=lambda d: (str(d.get("host", "")), int(d.get("pid", 0) or 0)))
+            await t.aclose()
+    return sorted(out, key=lambda d: (str(d.get("host", "")), _pid(d)))
+
+
+def _pid(doc: dict[str, Any]) -> int:
+    pid = doc.get("pid")
+    return pid if isinstance(pid, int) else 0

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from .. import protocol as p
+from ..wire import Change
 
 log = logging.getLogger("hotreload.subscriber")
 
@@ -18,17 +18,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True, slots=True)
 class SettingsChange:
-    """What a change listener receives: the changes of one version, old and new settings."""
+    """What a change listener receives: the changes of one version, old and new settings.
+
+    Versions count within an ``epoch`` (docs/protocol.md §4.5): when the namespace was lost or
+    recovered on the server, a new epoch starts again at version 1, so ``version`` can be
+    smaller than the one before; ``epoch_changed`` is then True (and ``old_epoch`` says which
+    history the old settings came from).
+    """
 
     namespace: str
     version: int
-    changes: tuple[p.Change, ...]
+    changes: tuple[Change, ...]
     old_settings: Any
     new_settings: Any
     source: str = ""
     origin: str = ""
     ts: float = 0.0
     resync: bool = False
+    epoch: str | None = None
+    old_epoch: str | None = None
+
+    @property
+    def epoch_changed(self) -> bool:
+        return self.epoch != self.old_epoch
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -37,7 +49,7 @@ class SettingsChange:
     def matches(self, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
         if not keys and not prefixes:
             return True
-        return any(p.key_matches(c.key, keys, prefixes) for c in self.changes)
+        return any(key_matches(c.key, keys, prefixes) for c in self.changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +69,7 @@ class Invalidation:
         """Whether a listener filtered on ``keys``/``prefixes`` should hear of this event."""
         if self.all or not (keys or prefixes):
             return True
-        if any(p.key_matches(k, keys, prefixes) for k in self.keys):
+        if any(key_matches(k, keys, prefixes) for k in self.keys):
             return True
         return any(x.startswith(q) or q.startswith(x)
                    for x in self.prefixes for q in (*keys, *prefixes))
@@ -185,3 +197,11 @@ class Dispatcher:
 
 def _name(func: Callable[[Any], Any]) -> str:
     return str(getattr(func, "__qualname__", func))
+
+
+def key_matches(key: str, keys: Sequence[str], prefixes: Sequence[str]) -> bool:
+    """Whether a settings key is one of ``keys`` (or below one) or starts with a prefix."""
+    for k in keys:
+        if key == k or key.startswith(k + "."):
+            return True
+    return any(key.startswith(p) for p in prefixes)

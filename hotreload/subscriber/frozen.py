@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import ProtocolError
-from ..protocol import MISSING, Change
+from ..wire import MISSING, Change
 
 #: Above this many changes in one event, rebuilding is as cheap as patching.
 PATCH_LIMIT = 512

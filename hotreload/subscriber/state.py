@@ -31,6 +31,9 @@ class Stats:
     reloads: int = 0
     reconnects: int = 0
     heartbeat_timeouts: int = 0
+    mismatches: int = 0
+    holds: int = 0
+    last_rejected_version: int = 0
 
 
 @dataclass(slots=True)

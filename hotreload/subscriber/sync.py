@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from .._loop import LoopThread
 from ..config import HotReloadConfig
@@ -29,11 +30,14 @@ class Subscriber(Generic[ModelT]):
         *,
         namespace: str | None = None,
         model: type[ModelT] | None = None,
+        service: str | None = None,
+        instance: str | None = None,
+        cache_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._thread = LoopThread(name="hotreload-subscriber")
         try:
             self._core: AsyncSubscriber[ModelT] = self._thread.run(
-                _build_subscriber(config, namespace, model))
+                _build_subscriber(config, namespace, model, service, instance, cache_file))
         except BaseException:
             self._thread.stop()
             raise
@@ -60,8 +64,32 @@ class Subscriber(Generic[ModelT]):
         return self._core.version
 
     @property
+    def epoch(self) -> str | None:
+        return self._core.epoch
+
+    @property
     def received_version(self) -> int:
         return self._core.received_version
+
+    @property
+    def link_state(self) -> Literal["up", "down", "stale"]:
+        return self._core.link_state
+
+    @property
+    def service(self) -> str:
+        return self._core.service
+
+    @property
+    def instance(self) -> str:
+        return self._core.instance
+
+    @property
+    def cache_file(self) -> str | os.PathLike[str] | None:
+        return self._core.cache_file
+
+    @property
+    def server_note(self) -> str | None:
+        return self._core.server_note
 
     @property
     def last_error(self) -> str | None:
@@ -149,5 +177,9 @@ class Subscriber(Generic[ModelT]):
 
 
 async def _build_subscriber(config: HotReloadConfig | str | None, namespace: str | None,
-                            model: type[ModelT] | None) -> AsyncSubscriber[ModelT]:
-    return AsyncSubscriber(config, namespace=namespace, model=model)
+                            model: type[ModelT] | None, service: str | None,
+                            instance: str | None,
+                            cache_file: str | os.PathLike[str] | None
+                            ) -> AsyncSubscriber[ModelT]:
+    return AsyncSubscriber(config, namespace=namespace, model=model, service=service,
+                           instance=instance, cache_file=cache_file)

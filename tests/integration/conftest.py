@@ -9,9 +9,15 @@ import pytest
 import redis
 
 from hotreload import Invalidation
-from hotreload import protocol as p
 from hotreload.config import HotReloadConfig, build_config
+from hotreload.wire import DEFAULT_PREFIX
 from tests.conftest import REDIS_URL, delete_keys
+from tests.integration.cluster_servers import (
+    ClusterServers,
+    SentinelServers,
+    cluster_servers,
+    sentinel_servers,
+)
 
 FAST_SUBSCRIBER = {"heartbeat_interval": 0.5, "heartbeat_timeout": 1.5,
                    "version_check_interval": 1.0, "reconnect_backoff_max": 0.5}
@@ -67,7 +73,7 @@ def raw_redis() -> Iterator[redis.Redis]:
 @pytest.fixture(autouse=True)
 def _cleanup_namespace(namespace: str) -> Iterator[None]:
     yield
-    delete_keys(f"{p.DEFAULT_PREFIX}:{{{namespace}}}:*")
+    delete_keys(f"{DEFAULT_PREFIX}:{{{namespace}}}:*")
 
 
 @pytest.fixture
@@ -76,3 +82,31 @@ async def apub(config: HotReloadConfig, namespace: str) -> AsyncIterator[Any]:
 
     async with AsyncPublisher(config, namespace=namespace) as pub:
         yield pub
+
+
+@pytest.fixture(scope="session")
+def _cluster_deployment() -> Iterator[ClusterServers]:
+    with cluster_servers() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(_cluster_deployment: ClusterServers) -> ClusterServers:
+    """The session's Redis Cluster (three primaries with a replica each), healthy: a node an
+    earlier test left down is started again. Tests isolate themselves by prefix."""
+    _cluster_deployment.heal()
+    return _cluster_deployment
+
+
+@pytest.fixture(scope="session")
+def _sentinel_deployment() -> Iterator[SentinelServers]:
+    with sentinel_servers() as deployment:
+        yield deployment
+
+
+@pytest.fixture
+def redis_sentinel(_sentinel_deployment: SentinelServers) -> SentinelServers:
+    """The session's master, replica and three sentinels, healthy (see `SentinelServers.heal`).
+    Tests isolate themselves by prefix."""
+    _sentinel_deployment.heal()
+    return _sentinel_deployment

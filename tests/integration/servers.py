@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -24,7 +24,8 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` on a free loopback port, in a temp dir, without persistence."""
 
-    def __init__(self) -> None:
+    def __init__(self, args: Sequence[str] = ()) -> None:
+        self.args = list(args)  # more redis-server arguments
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="hotreload-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,14 +41,15 @@ class RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--logfile", ""],
+             "--appendonly", "no", "--dir", str(self.dir), "--logfile", "", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while True:
             try:
-                if self.client().ping():
-                    return
+                with self.client() as probe:  # closed: an unclosed socket is a ResourceWarning
+                    if probe.ping():
+                        return
             except redis.RedisError:
                 if time.monotonic() > deadline:
                     raise
@@ -65,8 +67,8 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+def redis_server(args: Sequence[str] = ()) -> Iterator[RedisServer]:
+    server = RedisServer(args)
     server.start()
     try:
         yield server

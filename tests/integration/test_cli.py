@@ -52,7 +52,7 @@ def test_publish_get_history_rollback(run) -> None:  # type: ignore[no-untyped-d
     assert json.loads(run("get", "db", "--json").stdout)["value"] == {"host": "x",
                                                                        "pool_size": 20}
     hist = run("history").stdout.splitlines()
-    assert hist[0].startswith("v1 ") and "db.pool_size: (absent) -> 10" in hist[0]
+    assert hist[0].startswith("v1 ") and "db.pool_size: added 10" in hist[0]
     assert "db.pool_size: 10 -> 20" in hist[1] and "flags: deleted" in hist[1]
     assert [json.loads(x)["version"] for x in run("history", "--json").stdout.splitlines()] \
         == [1, 2]
@@ -79,14 +79,17 @@ def test_publish_values_json_strings_and_conflicts(run) -> None:  # type: ignore
 
 def test_invalidate_and_status(run) -> None:  # type: ignore[no-untyped-def]
     run("publish", "a=1")
-    assert "published v2 (invalidate)" in run("invalidate", "user:1", "--prefix", "order:").stdout
+    # invalidations are numbered apart from settings versions (docs/protocol.md §9)
+    assert run("invalidate", "user:1", "--prefix", "order:").stdout == (
+        "published seq 1 (invalidate)\n")
+    assert run("invalidate", "--all").stdout == "published seq 2 (invalidate)\n"
     status = json.loads(run("status", "--json").stdout)
-    assert status["version"] == 2
+    assert status["version"] == 1 and status["published"] is True
     assert status["keys"] == 1
-    assert status["checksum"].startswith("sha256:")
-    assert status["subscribers"] == 0
+    assert re.fullmatch("[0-9a-f]{64}", status["checksum"])
+    assert status["epoch"] and status["subscribers"] == 0
     text = run("status").stdout
-    assert "version:     2" in text
+    assert "version:     1" in text
 
 
 def test_a_namespace_never_published_is_an_error_for_get_and_rollback(  # type: ignore[no-untyped-def]
@@ -119,7 +122,7 @@ def test_errors_are_one_line_without_traceback(run, tmp_path: Path, namespace: s
     bad.write_text("redis:\n  adr: x\n")
     result = CliRunner().invoke(cli, ["-c", str(bad), "status"])
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"error: {bad}: unknown key 'redis.adr'"
+    assert result.stderr.strip() == f"error: {bad}: redis.adr: unknown key"
     result = CliRunner().invoke(cli, ["-c", str(tmp_path / "missing.yaml"), "status"])
     assert "no such config file" in result.stderr
     down = tmp_path / "down.yaml"
@@ -151,8 +154,8 @@ def test_tail_prints_one_line_per_applied_event(run, tmp_path: Path, namespace: 
             proc.kill()
             proc.communicate()
     lines = [json.loads(x) for x in out.splitlines()]
-    assert [(x["type"], x["version"]) for x in lines] == [("change", 2), ("invalidate", 3),
-                                                         ("change", 4)]
+    assert [(x["type"], x["version"]) for x in lines] == [("change", 2), ("invalidate", 1),
+                                                         ("change", 3)]
     assert lines[0]["changes"] == [{"op": "set", "key": "a", "old": 1, "new": 2}]
     assert proc.returncode == 0, err
 
@@ -307,7 +310,32 @@ def test_a_command_prints_its_result_once_and_no_info_logs(tmp_path: Path,
     done = hotreload("publish", "a=1")
     assert (done.stdout, done.stderr) == ("published v1 (1 change)\n", "")
     done = hotreload("invalidate", "k")
-    assert (done.stdout, done.stderr) == ("published v2 (invalidate)\n", "")
+    assert (done.stdout, done.stderr) == ("published seq 1 (invalidate)\n", "")
     done = hotreload("-v", "publish", "a=2")
-    assert done.stdout == "published v3 (1 change)\n"
+    assert done.stdout == "published v2 (1 change)\n"
     assert "INFO hotreload.publisher: published" in done.stderr
+
+
+def test_a_corrupt_namespace_refuses_partial_publishes_and_publish_file_recovers(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, namespace: str
+) -> None:
+    import redis
+
+    from hotreload.wire import keys_for
+
+    run("publish", "a=1", "b=2")
+    with redis.Redis.from_url(REDIS_URL) as raw:
+        raw.hset(keys_for(namespace).meta, "version", "garbage")  # the head is unreadable
+    refused = run("publish", "a=2", ok=False)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(f"error: cannot publish part of {namespace!r}")
+    assert "--file" in refused.stderr
+    doc = tmp_path / "settings.yaml"
+    doc.write_text("a: 3\nb: 2\n")
+    recovered = run("publish", "--file", str(doc))
+    assert recovered.stdout.startswith("published v1 ")  # a new history
+    assert "recovering" in recovered.stderr  # said loudly
+    got = json.loads(run("get", "--json").stdout)
+    assert (got["version"], got["settings"]) == (1, {"a": 3, "b": 2})
+    assert "published v2 (1 change)" in run("publish", "a=4").stdout

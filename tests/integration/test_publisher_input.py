@@ -21,13 +21,15 @@ from hotreload import (
     Publisher,
     Subscriber,
 )
-from hotreload import protocol as p
+from hotreload.wire import DEFAULT_PREFIX, MAX_DEPTH, MAX_KEY_SEGMENTS, MAX_LEAF_DEPTH, unflatten
 from tests.conftest import REDIS_URL, delete_keys, unique
 from tests.integration.conftest import make_config
 
 pytestmark = pytest.mark.integration
 
-D = p.MAX_DEPTH
+D = MAX_DEPTH  # a document, and a value checked before it is made leaves
+L = MAX_LEAF_DEPTH  # a leaf's value (protocol §2)
+S = MAX_KEY_SEGMENTS  # a key
 
 
 def nested(levels: int, leaf: Any = 1, *, kind: str = "dict") -> Any:
@@ -41,23 +43,27 @@ def nested(levels: int, leaf: Any = 1, *, kind: str = "dict") -> Any:
 Call = Callable[[AsyncPublisher], Awaitable[Any]]
 CASES: list[tuple[str, Call, str]] = [
     ("nesting 10,000 dicts", lambda pub: pub.publish({"x": nested(10_000)}),
-     f"x: nested more than {D} levels deep"),
+     f"x: nests more than {D} levels"),
     ("nesting 10,000 lists", lambda pub: pub.publish({"x": nested(10_000, kind="list")}),
-     f"x: nested more than {D} levels deep"),
+     f"x: nests more than {D} levels"),
     ("replace nesting 10,000", lambda pub: pub.replace({"x": nested(10_000)}),
-     f"nested more than {D} levels deep"),
-    ("key + value one level too deep", lambda pub: pub.publish({"a.b": nested(D - 1)}),
-     f"a.b: nested more than {D} levels deep"),
-    ("key deeper than the limit", lambda pub: pub.publish({".".join(["k"] * (D + 1)): 1}),
-     f"more than {D} levels deep"),
-    ("surrogate in a value", lambda pub: pub.publish({"x": "a\ud800"}), "x: 'a\\ud800' holds a "
-     "lone surrogate"),
+     f"nests more than {D} levels"),
+    ("a leaf one level too deep", lambda pub: pub.publish({"a.b": nested(L + 1, kind="list")}),
+     f"a.b: nests more than {L} levels"),
+    ("key + value one segment too deep", lambda pub: pub.publish({"a.b": nested(S - 1)}),
+     f"it has {S + 1} segments (at most {S})"),
+    ("key deeper than the limit", lambda pub: pub.publish({".".join(["k"] * (S + 1)): 1}),
+     f"it has {S + 1} segments (at most {S})"),
+    ("surrogate in a value", lambda pub: pub.publish({"x": "a\ud800"}),
+     "x: a string is not valid Unicode (lone surrogate)"),
     ("surrogate in a nested value", lambda pub: pub.publish({"x": {"y": ["ok", "\udfff"]}}),
-     "x.y[1]: '\\udfff' holds a lone surrogate"),
+     "x.y[1]: a string is not valid Unicode (lone surrogate)"),
     ("surrogate in a key", lambda pub: pub.publish({"k\ud800": 1}),
-     "invalid settings key 'k\\ud800': holds a lone surrogate"),
+     "invalid settings key 'k\\ud800': it is not valid Unicode"),
     ("surrogate in a nested key", lambda pub: pub.replace({"x": {"k\ud800": 1}}),
-     "x.'k\\ud800': the key holds a lone surrogate"),
+     "x.'k\\ud800': a key is not valid Unicode (lone surrogate)"),
+    ("surrogate in a key inside a list", lambda pub: pub.publish({"x": [{"k\ud800": 1}]}),
+     "x[0].'k\\ud800': a key is not valid Unicode (lone surrogate)"),
     ("surrogate in a deleted key", lambda pub: pub.publish(delete=["k\ud800"]),
      "delete[0] 'k\\ud800' holds a lone surrogate"),
     ("surrogate in an invalidation key", lambda pub: pub.invalidate(["k\ud800"]),
@@ -90,8 +96,10 @@ CASES: list[tuple[str, Call, str]] = [
      "x[0]: -inf is not valid JSON"),
     ("an int too long to print", lambda pub: pub.publish({"x": 10 ** 5000}),
      "x: an integer of 16610 bits is too long for JSON text"),
+    ("an int too long to print, nested", lambda pub: pub.replace({"x": {"y": [10 ** 5000]}}),
+     "x.y[0]: an integer of 16610 bits is too long for JSON text"),
     ("a dotted key inside a value", lambda pub: pub.publish({"x": {"y.z": 1}}),
-     "invalid settings key 'x.y.z'"),
+     "x: invalid settings key 'y.z'"),
     ("delete a string", lambda pub: pub.publish(delete="abc"),
      "delete must be a list of strings, not a str"),
     ("delete None", lambda pub: pub.publish(delete=None),  # type: ignore[arg-type]
@@ -135,7 +143,7 @@ IDS = [c[0] for c in CASES]
 def server_state(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
     """Every key of the namespace with its content."""
     out: dict[bytes, Any] = {}
-    for key in client.scan_iter(match=f"{p.DEFAULT_PREFIX}:{{{namespace}}}:*"):
+    for key in client.scan_iter(match=f"{DEFAULT_PREFIX}:{{{namespace}}}:*"):
         kind = client.type(key)
         out[key] = client.hgetall(key) if kind == b"hash" else client.xrange(key)
     return out
@@ -145,7 +153,7 @@ def server_state(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
 def namespace() -> Iterator[str]:
     ns = unique("input")
     yield ns
-    delete_keys(f"{p.DEFAULT_PREFIX}:{{{ns}}}:*")
+    delete_keys(f"{DEFAULT_PREFIX}:{{{ns}}}:*")
 
 
 @pytest.fixture
@@ -188,7 +196,7 @@ def test_the_sync_facade_raises_the_same_errors(namespace: str, client: redis.Re
     with Publisher(make_config(), namespace=namespace) as pub:
         pub.publish({"x": 1})
         before = server_state(client, namespace)
-        with pytest.raises(InputError, match=f"x: nested more than {D} levels deep"):
+        with pytest.raises(InputError, match=f"x: nests more than {D} levels"):
             pub.publish({"x": nested(10_000)})
         with pytest.raises(InputError, match="delete must be a list of strings, not a str"):
             pub.publish(delete="x")
@@ -215,10 +223,13 @@ def test_bad_constructor_arguments_are_input_errors(namespace: str) -> None:
 def test_settings_exactly_at_the_depth_limit_are_published_and_read_back(
     namespace: str,
 ) -> None:
-    value = nested(D - 2)  # at "a.b": two levels already
+    """A key of 32 segments holding a value nesting 32 levels (a document of 64: protocol
+    §2, §12)."""
+    deepest = ".".join(["k"] * S)
+    value = nested(L, kind="list")
     with Publisher(make_config(), namespace=namespace) as pub, \
             Subscriber(make_config(), namespace=namespace) as sub:
-        result = pub.publish({"a.b": value, "flat": nested(D - 1, kind="list")})
+        result = pub.publish({deepest: value, "flat": value})
         sub.wait_for_version(result.version or 0)
-        assert sub.get("a.b") == value
+        assert sub.as_dict() == unflatten({deepest: value, "flat": value})
         assert not pub.replace(pub.snapshot().settings).changed  # a document at the limit

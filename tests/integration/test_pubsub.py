@@ -12,6 +12,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from hotreload import (
+    MISSING,
     AsyncPublisher,
     AsyncSubscriber,
     ConflictError,
@@ -22,7 +23,7 @@ from hotreload import (
     StartTimeout,
     Subscriber,
 )
-from hotreload import protocol as p
+from hotreload.wire import EMPTY_CHECKSUM, Envelope, LeafChange, encode_event, new_epoch
 from tests.conftest import REDIS_URL, await_until, wait_until
 from tests.integration.conftest import RecordingHook, make_config
 
@@ -142,14 +143,18 @@ async def test_invalid_settings_keep_the_last_good_and_the_next_valid_applies(
 async def test_malformed_and_foreign_messages_are_ignored(
     apub: AsyncPublisher, sub: AsyncSubscriber[Any], raw_redis: redis.Redis
 ) -> None:
-    channel = apub.keys().channel
+    channel = apub.keys().config_channel
+    foreign = Envelope("other", "config", new_epoch(), version=1, checksum=EMPTY_CHECKSUM,
+                       source="x", origin="y")
+    invalidation = Envelope(apub.namespace, "invalidate", new_epoch(), seq=1, all=True,
+                            source="x", origin="y")
     for junk in [b"garbage", b'{"protocol": 99}', b"[]", b"{" + b" " * 2_000_000 + b"}",
-                 p.encode_envelope(p.Envelope("other", 1, "config", source="x", origin="y"))]:
+                 encode_event(foreign), encode_event(invalidation)]:  # the wrong channel
         raw_redis.publish(channel, junk)
     r = await apub.publish({"still": "works"})
     await sub.wait_for_version(r.version)
     assert sub.get("still") == "works"
-    assert sub.stats.rejected_messages == 5
+    assert sub.stats.rejected_messages == 6 and sub.stats.invalidations == 0
 
 
 async def test_listener_errors_do_not_stop_other_listeners(
@@ -179,12 +184,18 @@ async def test_invalidations_reach_cache_hooks_and_listeners(
     sub.register_cache(hook)
     heard: list[Invalidation] = []
     sub.on_invalidate(prefixes=["user:"])(heard.append)
-    await apub.invalidate(["user:1"], ["orders:"])
-    await apub.invalidate(["product:9"])
+    await apub.publish({"a": 1})
+    first = await apub.invalidate(["user:1"], ["orders:"])
+    second = await apub.invalidate(["product:9"])
+    # invalidations are numbered apart from settings versions (protocol §9)
+    assert (first.version, second.version) == (1, 2) and await apub.version() == 1
     await await_until(lambda: len(hook.events) == 2, what="invalidations")
     assert hook.events[0].keys == ("user:1",) and hook.events[0].prefixes == ("orders:",)
+    assert [e.version for e in hook.events] == [1, 2] and sub.version == 1
     assert [e.keys for e in heard] == [("user:1",)]
-    assert hook.trusted == [True]
+    # start() returns once the settings are loaded; the invalidation head may still be read
+    # then: a hook registered at once may first be told "not yet", never flapping after
+    assert hook.trusted in ([True], [False, True])
 
 
 async def test_start_times_out_clearly_when_redis_is_unreachable(namespace: str) -> None:
@@ -224,11 +235,12 @@ def test_sync_listeners_passed_directly_keep_their_key_filters(
         pub.publish({"db.host": "y"})
         pub.invalidate(["order:1"])
         pub.invalidate(["user:1"])
-        # Listeners run in order on one thread: once the unfiltered ones heard v4, the
-        # filtered ones have had their chance at every event.
-        wait_until(lambda: heard == [1, 2, 3, 4], what="every event")
+        # Listeners run in order on one thread: once the unfiltered ones heard the last, the
+        # filtered ones have had their chance at every event (settings v1, v2; invalidations
+        # seq 1, 2: numbered apart).
+        wait_until(lambda: heard == [1, 2, 1, 2], what="every event")
         assert db_changes == [2]
-        assert user_invalidations == [4]
+        assert user_invalidations == [2]
 
 
 def test_signed_messages_only(namespace: str) -> None:
@@ -237,15 +249,15 @@ def test_signed_messages_only(namespace: str) -> None:
             Subscriber(config, namespace=namespace) as sub:
         pub.publish({"a": 1})
         sub.wait_for_version(1)
-        forged = p.encode_envelope(p.Envelope(namespace, 2, "config",
-                                              changes=(p.Change("set", "a", 1, 666),),
-                                              source="x", origin="evil:1"))
-        redis.Redis.from_url(REDIS_URL).publish(pub.core.keys().channel, forged)
-        wrong_key = p.encode_envelope(p.Envelope(namespace, 2, "config",
-                                                 changes=(p.Change("set", "a", 1, 666),),
-                                                 source="x", origin="evil:1"), b"guess")
-        redis.Redis.from_url(REDIS_URL).publish(pub.core.keys().channel, wrong_key)
+        assert sub.epoch is not None
+        event = Envelope(namespace, "config", sub.epoch, version=2, checksum=EMPTY_CHECKSUM,
+                         changes=(LeafChange("a", "1", "666"),), source="x", origin="evil:1")
+        channel = pub.core.keys().config_channel
+        with redis.Redis.from_url(REDIS_URL) as raw:
+            raw.publish(channel, encode_event(event))  # unsigned
+            raw.publish(channel, encode_event(event, key=b"guess"))  # signed with another key
         wait_until(lambda: sub.core.stats.rejected_messages == 2, what="rejections")
+        assert sub.get("a") == 1
         r = pub.publish({"a": 2})
         sub.wait_for_version(r.version)
         assert sub.get("a") == 2
@@ -282,7 +294,7 @@ async def test_rollback_plan_shows_the_diff_and_an_expected_version_guards_the_p
     assert (plan.namespace, plan.from_version, plan.to_version) == (namespace, 2, 1)
     assert plan.settings == {"a": 1, "b": 1}
     assert {(c.op, c.key, c.old, c.new) for c in plan.changes} == {
-        ("set", "a", 2, 1), ("set", "b", p.MISSING, 1), ("delete", "c", 3, None)}
+        ("set", "a", 2, 1), ("set", "b", MISSING, 1), ("delete", "c", 3, None)}
     assert await apub.version() == 2  # a plan publishes nothing
     async with AsyncPublisher(config, namespace=namespace) as other:
         await other.publish({"d": 4})  # someone publishes after the plan was shown

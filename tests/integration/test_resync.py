@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
-from hotreload import AsyncPublisher, AsyncSubscriber, Resync, SettingsChange
+from hotreload import AsyncPublisher, AsyncSubscriber, RecoveryNeeded, Resync, SettingsChange
+from hotreload.transport.redis import RedisTransport
+from hotreload.wire import Keys
 from tests.conftest import await_until
 from tests.integration.conftest import RecordingHook, make_config
 from tests.integration.proxy import Proxy
@@ -33,11 +37,15 @@ def server() -> Iterator[RedisServer]:
 async def test_client_kill_while_events_flow_converges(server: RedisServer, resp: int,
                                                        namespace: str) -> None:
     config = make_config(url=server.url, protocol=resp)
+    with server.client() as killer:
+        await _kill_while_events_flow(config, namespace, killer)
+
+
+async def _kill_while_events_flow(config: Any, namespace: str, killer: redis.Redis) -> None:
     async with AsyncPublisher(config, namespace=namespace) as pub, \
             AsyncSubscriber(config, namespace=namespace) as sub:
         resyncs: list[Resync] = []
         sub.on_resync(resyncs.append)
-        killer = server.client()
         for i in range(1, 201):
             await pub.publish({"counter": i, f"k{i % 7}": i})
             if i % 40 == 0:
@@ -50,6 +58,7 @@ async def test_client_kill_while_events_flow_converges(server: RedisServer, resp
         await sub.wait_for_version(final.version, timeout=15)
         assert sub.as_dict() == final.settings
         assert len(resyncs) >= 1
+        assert sub.stats.holds == 0 and sub.server_note is None  # never "the server is behind"
 
 
 async def test_events_missed_while_cut_off_are_replayed_in_order(proxy: Proxy, resp: int,
@@ -63,7 +72,9 @@ async def test_events_missed_while_cut_off_are_replayed_in_order(proxy: Proxy, r
         seen: list[int] = []
         sub.on_change(lambda ch: seen.append(ch.version))
         await pub.publish({"a": 1})
+        await pub.invalidate(["user:0"])  # the invalidation history the subscriber follows
         await sub.wait_for_version(1)
+        await await_until(lambda: hook.events, what="the first invalidation")
         proxy.cut()
         await await_until(lambda: not sub.connected, what="link down")
         assert hook.trusted[-1] is False  # caches stop trusting L1 while blind
@@ -71,15 +82,19 @@ async def test_events_missed_while_cut_off_are_replayed_in_order(proxy: Proxy, r
         await pub.invalidate(["user:1"])
         await pub.publish({"a": 3})
         proxy.restore()
-        await sub.wait_for_version(4, timeout=15)
-        assert seen == [1, 2, 4]
-        assert [e.keys for e in hook.events] == [("user:1",)]  # replayed, not "clear all"
+        await sub.wait_for_version(3, timeout=15)
+        assert seen == [1, 2, 3]  # invalidations are numbered apart (protocol §9)
+        await await_until(lambda: len(hook.events) == 2, what="the missed invalidation")
+        # replayed from the invalidation log, not "clear all"
+        assert [(e.version, e.keys, e.all) for e in hook.events] == [
+            (1, ("user:0",), False), (2, ("user:1",), False)]
         assert sub.stats.replays >= 1 and sub.get("a") == 3
         await await_until(lambda: hook.trusted[-1] is True, what="trusted again")
 
 
 async def test_gap_older_than_the_log_reloads_the_snapshot(proxy: Proxy, resp: int,
-                                                           namespace: str) -> None:
+                                                           namespace: str,
+                                                           raw_redis: redis.Redis) -> None:
     pub_config = make_config(protocol=resp)
     sub_config = make_config(url=proxy.url, protocol=resp)
     async with AsyncPublisher(pub_config, namespace=namespace) as pub, \
@@ -95,7 +110,7 @@ async def test_gap_older_than_the_log_reloads_the_snapshot(proxy: Proxy, resp: i
         for i in range(2, 8):
             await pub.publish({"a": i})
         await pub.publish({}, ["gone"])
-        await pub.redis.delete(pub.keys().log)  # the log lost what we missed (trimmed)
+        raw_redis.delete(pub.keys().log)  # the log lost what we missed (trimmed)
         proxy.restore()
         await sub.wait_for_version(8, timeout=15)
         assert sub.as_dict() == {"a": 7}
@@ -125,20 +140,38 @@ async def test_redis_restart_keeps_last_known_settings_until_republished(
     server: RedisServer, namespace: str
 ) -> None:
     config = make_config(url=server.url)
-    async with AsyncSubscriber(config, namespace=namespace) as sub:
-        async with AsyncPublisher(config, namespace=namespace) as pub:
-            await pub.replace({"a": 1, "b": 2})
-            await pub.publish({"a": 5})
+    async with AsyncSubscriber(config, namespace=namespace) as sub, \
+            AsyncPublisher(config, namespace=namespace) as pub:
+        first = await pub.replace({"a": 1, "b": 2})
+        await pub.publish({"a": 5})
         await sub.wait_for_version(2)
         server.stop()
         await await_until(lambda: not sub.connected, what="link down")
         server.start()  # empty: no persistence
-        await await_until(lambda: sub.received_version == 0, timeout=15, what="reset seen")
-        assert sub.as_dict() == {"a": 5, "b": 2} and sub.last_error is not None
-        async with AsyncPublisher(config, namespace=namespace) as pub:
-            await pub.replace({"a": 6})
+        await await_until(lambda: sub.connected and sub.server_note is not None, timeout=15,
+                          what="the loss reported")
+        assert sub.as_dict() == {"a": 5, "b": 2} and sub.version == 2
+        assert "no state on the server" in sub.server_note
+        assert sub.link_state == "stale" and sub.status()["server"] == sub.server_note
+        # The publisher saw v2: a partial publish would start a history of one key.
+        with pytest.raises(RecoveryNeeded, match="replace") as caught:
+            await pub.publish({"a": 6})
+        assert caught.value.reason == "lost"
+        assert sub.as_dict() == {"a": 5, "b": 2}
+        result = await pub.replace({"a": 6})  # the whole truth: a new epoch
+        assert result.version == 1 and result.recovered and result.epoch != first.epoch
         await await_until(lambda: sub.received_version == 1, timeout=15, what="republished")
-        assert sub.as_dict() == {"a": 6} and sub.last_error is None
+        assert sub.as_dict() == {"a": 6} and sub.epoch == result.epoch
+        assert sub.server_note is None and sub.last_error is None
+
+
+class _SilentTransport(RedisTransport):
+    """Commits as usual, but publishes on a channel nobody listens to: the event is lost in
+    flight, only the head, the leaves and the log move."""
+
+    def keys(self, ns: str) -> Keys:
+        keys = super().keys(ns)
+        return dataclasses.replace(keys, config_channel=keys.config_channel + ":nobody")
 
 
 async def test_server_version_check_catches_up_without_any_message(
@@ -149,23 +182,21 @@ async def test_server_version_check_catches_up_without_any_message(
             AsyncPublisher(config, namespace=namespace) as pub:
         await pub.publish({"a": 1})
         await sub.wait_for_version(1)
-        # Simulate a message lost in flight: run the publish script against a channel nobody
-        # listens on, so only the snapshot and the log move.
-        keys = pub.keys()
-        silent = AsyncPublisher(config, namespace=namespace)
-        silent.keys = lambda ns=None: type(keys)(keys.namespace, keys.snapshot, keys.log,
-                                                 keys.channel + ":nobody")  # type: ignore[method-assign]
-        await silent.publish({"a": 2})
-        await silent.aclose()
+        # A message lost in flight: the commit publishes on a channel nobody listens on.
+        transport = _SilentTransport(config.redis, prefix=config.prefix)
+        async with AsyncPublisher(config, namespace=namespace, transport=transport) as silent:
+            assert (await silent.publish({"a": 2})).receivers == 0
+        await transport.aclose()
         await sub.wait_for_version(2, timeout=10)
-        assert sub.get("a") == 2
+        assert sub.get("a") == 2 and sub.stats.replays == 1
 
 
 async def test_slow_subscriber_dropped_at_the_output_buffer_limit_converges(
     server: RedisServer, namespace: str
 ) -> None:
     """Redis silently drops a subscriber that reads too slowly; it must resync, not go stale."""
-    server.client().config_set("client-output-buffer-limit", "pubsub 32kb 16kb 1")
+    with server.client() as admin:
+        admin.config_set("client-output-buffer-limit", "pubsub 32kb 16kb 1")
     config = make_config(url=server.url)
     async with AsyncPublisher(config, namespace=namespace) as pub, \
             AsyncSubscriber(config, namespace=namespace) as sub:

@@ -27,6 +27,10 @@ NAMESPACED = {
     "rollback": ["1", "--yes"],
     "tail": ["--max-events", "1"],
     "status": [],
+    "diff": ["1"],
+    "promote": [],
+    "abort": [],
+    "repair": ["--keep-readable", "--yes"],
 }
 
 

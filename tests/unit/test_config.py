@@ -72,14 +72,15 @@ def test_url_is_an_alternative_to_addr() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("redis:\n  adr: x\n", "unknown key 'redis.adr'"),
+        ("redis:\n  adr: x\n", "config.yaml: redis.adr: unknown key"),
         ("redis:\n  db: many\n", "redis.db: Input should be a valid integer"),
         ("redis:\n  addr: nocolon\n", "redis.addr: must be host:port"),
         ("redis:\n  pool_size: 0\n", "redis.pool_size: Input should be greater than or equal to 1"),
         ("namespace: 'a b'\n", "namespace: invalid name"),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("redis: [\n", "invalid YAML"),
-        ("sources:\n  files:\n    - {path: a.yaml}\n", "sources.files.0.namespace: Field required"),
+        ("sources:\n  files:\n    - {path: a.yaml}\n",
+         "sources.files[0].namespace: required key is missing"),
     ],
 )
 def test_bad_config_is_one_clear_line_naming_the_key(tmp_path: Path, text: str,
@@ -171,7 +172,7 @@ def test_a_bad_environment_variable_is_named_not_a_missing_file(
     ("name", "value", "message"),
     [
         ("HOTRELOAD_REDIS__DB", "many", "HOTRELOAD_REDIS__DB: Input should be a valid integer"),
-        ("HOTRELOAD_REDIS__ADR", "x", "HOTRELOAD_REDIS__ADR: unknown key 'redis.adr'"),
+        ("HOTRELOAD_REDIS__ADR", "x", "HOTRELOAD_REDIS__ADR: unknown key"),
         ("HOTRELOAD_REDIS", '{"addr": "x"}', "HOTRELOAD_REDIS: redis.addr: must be host:port"),
         ("hotreload_daemon__http", "9464", "hotreload_daemon__http: must be host:port"),
     ],
@@ -206,3 +207,66 @@ def test_secrets_from_the_environment_stay_out_of_errors(monkeypatch: pytest.Mon
         build_config({})
     assert "hunter2" not in str(info.value)
     assert str(info.value).startswith("config: redis: tls is true but url starts with redis://")
+
+
+def test_a_cluster_from_its_block_or_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = build_config({"redis": {"cluster": {"nodes": ["r0:7000", "r1:7001"]},
+                                  "password": "s3cret"}})
+    assert cfg.redis.mode == "cluster"
+    cluster, username, password, tls = cfg.redis.cluster_settings()
+    assert (cluster.nodes, cluster.read_from_replicas, username, password, tls) == (
+        ["r0:7000", "r1:7001"], True, None, "s3cret", False)
+    assert cfg.redis.display_url() == "redis+cluster://:***@r0:7000,r1:7001/"
+
+    cfg = HotReloadConfig.from_url(
+        "rediss+cluster://app:p%40ss@r0:7000,r1:7001/?read_from_replicas=false")
+    cluster, username, password, tls = cfg.redis.cluster_settings()
+    assert (cluster.nodes, cluster.read_from_replicas, username, password, tls) == (
+        ["r0:7000", "r1:7001"], False, "app", "p@ss", True)
+    assert "p%40ss" not in cfg.redis.display_url() and "***" in cfg.redis.display_url()
+
+    monkeypatch.setenv("HOTRELOAD_REDIS__CLUSTER__NODES", '["e0:7000", "e1:7000"]')
+    monkeypatch.setenv("HOTRELOAD_REDIS__CLUSTER__READ_FROM_REPLICAS", "false")
+    cfg = build_config({})
+    assert cfg.redis.mode == "cluster" and cfg.redis.cluster is not None
+    assert (cfg.redis.cluster.nodes, cfg.redis.cluster.read_from_replicas) == (
+        ["e0:7000", "e1:7000"], False)
+
+
+def test_sentinel_settings_and_their_secrets() -> None:
+    cfg = build_config({"redis": {"password": "m4ster", "db": 2, "sentinel": {
+        "master": "mymaster", "nodes": ["s0:26379", "s1:26379"],
+        "sentinel_password": "s3ntinel"}}})
+    assert cfg.redis.mode == "sentinel"
+    assert cfg.redis.display_url() == "redis+sentinel://:***@s0:26379,s1:26379/mymaster/2"
+    text = repr(cfg) + str(cfg) + cfg.model_dump_json() + cfg.redis.display_url()
+    assert "m4ster" not in text and "s3ntinel" not in text
+    assert build_config({}).redis.mode == "single"
+
+
+@pytest.mark.parametrize(
+    ("redis", "message"),
+    [
+        ({"cluster": {"nodes": []}}, "redis.cluster.nodes: List should have at least 1 item"),
+        ({"cluster": {"nodes": ["nocolon"]}}, "node 'nocolon' must be host:port"),
+        ({"cluster": {"nodes": ["a:1"]}, "addr": "b:2"}, "addr and cluster exclude each other"),
+        ({"cluster": {"nodes": ["a:1"]}, "url": "redis://b:2/0"},
+         "url and cluster exclude each other"),
+        ({"cluster": {"nodes": ["a:1"]}, "db": 3}, "a Redis Cluster has only database 0"),
+        ({"cluster": {"nodes": ["a:1"]}, "sentinel": {"master": "m", "nodes": ["s:1"]}},
+         "cluster and sentinel exclude each other"),
+        ({"sentinel": {"master": "", "nodes": ["s:1"]}}, "redis.sentinel.master"),
+        ({"sentinel": {"master": "m", "nodes": ["s:1"]}, "url": "redis://:pw@h:1/0"},
+         "url and sentinel exclude each other"),
+        ({"url": "redis+cluster://u:pw@a:1/2"}, "a redis+cluster URL has no database"),
+        ({"url": "redis+cluster://u:pw@a:1,b/"}, "node 'b' must be host:port"),
+        ({"url": "redis+cluster://u:pw@a:1/?tls=1"}, "takes one option: read_from_replicas"),
+        ({"url": "redis+cluster://u:pw@a:1/", "tls": True}, "use rediss://"),
+    ],
+)
+def test_bad_cluster_or_sentinel_settings_are_one_line_without_secrets(
+        redis: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({"redis": redis})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value) and "pw" not in str(info.value)

@@ -1,16 +1,19 @@
-"""The health/metrics HTTP server and the backoff helper (no services)."""
+"""The daemon's HTTP application and server (aiohttp), and the backoff helper (no services)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from hotreload._backoff import Backoff
-from hotreload.daemon.http import HealthServer, parse_address
+from hotreload.daemon.http import HttpServer, create_app, parse_address
 from hotreload.daemon.metrics import Metrics
 from hotreload.errors import ConfigError
 
@@ -23,67 +26,106 @@ def test_parse_address() -> None:
             parse_address(bad)
 
 
-def make_server(ready: bool = True) -> HealthServer:
-    metrics = Metrics()
-    metrics.leader.set(1)
-    details: dict[str, Any] = {"role": "leader", "reason": None if ready else "redis down"}
-    return HealthServer("127.0.0.1:0", readiness=lambda: (ready, details),
-                        metrics=metrics.render)
+class FakeDaemon:
+    """What the routes use of a daemon."""
+
+    def __init__(self, ready: bool = True) -> None:
+        self.metrics = Metrics()
+        self.metrics.leader.set(1)
+        self.ready = ready
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        return self.ready, {"role": "leader", "reason": None if self.ready else "redis down"}
 
 
-def test_routes() -> None:
-    server = make_server()
-    assert server.respond(b"GET /healthz HTTP/1.1\r\n\r\n")[0] == "200 OK"
-    status, ctype, body = server.respond(b"GET /readyz?verbose=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert (status, ctype) == ("200 OK", "application/json")
-    assert json.loads(body) == {"ready": True, "role": "leader", "reason": None}
-    status, ctype, body = server.respond(b"GET /metrics HTTP/1.0\r\n\r\n")
-    assert ctype.startswith("text/plain; version=0.0.4")
+@pytest.fixture
+async def client() -> AsyncIterator[tuple[TestClient[Any, Any], FakeDaemon]]:
+    daemon = FakeDaemon()
+    async with TestClient(TestServer(create_app(daemon))) as c:
+        yield c, daemon
+
+
+async def test_routes(client: tuple[TestClient[Any, Any], FakeDaemon]) -> None:
+    c, _ = client
+    resp = await c.get("/healthz")
+    assert (resp.status, await resp.text()) == (200, "ok\n")
+    resp = await c.get("/readyz?verbose=1")
+    assert (resp.status, resp.content_type) == (200, "application/json")
+    assert json.loads(await resp.text()) == {"ready": True, "role": "leader", "reason": None}
+    resp = await c.get("/metrics")
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    body = await resp.read()
     assert b"hotreload_leader 1.0" in body
-    assert server.respond(b"GET /nope HTTP/1.1\r\n\r\n")[0] == "404 Not Found"
-    assert server.respond(b"POST /healthz HTTP/1.1\r\n\r\n")[0] == "405 Method Not Allowed"
-    assert server.respond(b"garbage\r\n\r\n")[0] == "400 Bad Request"
+    assert b"# TYPE hotreload_events_published_total counter" in body
+    assert (await c.get("/nope")).status == 404
+    assert (await c.post("/healthz")).status == 405
+    resp = await c.head("/healthz")
+    assert (resp.status, await resp.read()) == (200, b"")
 
 
-def test_not_ready_is_503_with_a_reason() -> None:
-    status, _, body = make_server(ready=False).respond(b"GET /readyz HTTP/1.1\r\n\r\n")
-    assert status == "503 Service Unavailable"
-    assert json.loads(body)["reason"] == "redis down"
+async def test_not_ready_is_503_with_a_reason(
+        client: tuple[TestClient[Any, Any], FakeDaemon]) -> None:
+    c, daemon = client
+    daemon.ready = False
+    resp = await c.get("/readyz")
+    assert resp.status == 503
+    assert json.loads(await resp.text())["reason"] == "redis down"
 
 
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
+async def raw_request(port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    writer.write(request)
     await writer.drain()
     data = await reader.read()
     writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    await writer.wait_closed()
+    return data
 
 
-async def test_serves_over_tcp() -> None:
-    server = make_server()
+async def test_serves_over_tcp_on_a_free_port() -> None:
+    server = HttpServer("127.0.0.1:0", FakeDaemon())
     await server.start()
     try:
-        assert server.port != 0
-        assert await http_get(server.port, "/healthz") == (200, b"ok\n")
-        status, body = await http_get(server.port, "/metrics")
-        assert status == 200
-        assert b"# TYPE hotreload_events_published_total counter" in body
-        assert await http_get(server.port, "/healthz", "HEAD") == (200, b"")
+        assert server.port != 0 and server.address == f"127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://{server.address}/healthz") as resp:
+                assert (resp.status, await resp.text()) == (200, "ok\n")
+            async with session.get(f"http://{server.address}/readyz") as resp:
+                assert resp.status == 200
+        answer = await raw_request(server.port, b"garbage\r\n\r\n")
+        assert answer.split(b" ", 2)[1] == b"400"
     finally:
         await server.aclose()
+    with pytest.raises(OSError):  # closed: nothing listens any more
+        await raw_request(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+
+
+async def test_stops_promptly_with_a_keep_alive_connection_open() -> None:
+    server = HttpServer("127.0.0.1:0", FakeDaemon())
+    await server.start()
+    session = aiohttp.ClientSession()
+    try:
+        async with session.get(f"http://{server.address}/healthz") as resp:
+            assert resp.status == 200  # the connection stays open in the session's pool
+        async with asyncio.timeout(1.0):
+            await server.aclose()
+    finally:
+        await session.close()
 
 
 async def test_port_in_use_is_a_config_error() -> None:
-    first = make_server()
+    first = HttpServer("127.0.0.1:0", FakeDaemon())
     await first.start()
     try:
-        second = HealthServer(first.address, readiness=lambda: (True, {}), metrics=lambda: b"")
+        second = HttpServer(first.address, FakeDaemon())
         with pytest.raises(ConfigError, match="cannot listen"):
             await second.start()
     finally:
         await first.aclose()
+
+
+def test_an_ipv6_address_is_shown_in_brackets() -> None:
+    assert HttpServer("[::1]:9464", FakeDaemon()).address == "[::1]:9464"
 
 
 def test_backoff_is_capped_and_jittered() -> None:
@@ -111,3 +153,17 @@ def test_describe_daemon() -> None:
         "daemon h:7 leader, redis up, published app v3",
         "  source files: running, rejections yaml=2; last error (yaml): a.yaml:3: bad",
     ]
+
+
+def test_the_daemon_has_one_backoff() -> None:
+    """Every retry loop of the daemon sleeps `Backoff.next()`: none draws its own jitter."""
+    import re
+    from pathlib import Path
+
+    import hotreload.daemon
+
+    root = Path(hotreload.daemon.__file__).parent
+    own = [str(p.relative_to(root)) for p in sorted(root.rglob("*.py"))
+           if re.search(r"^\s*(import random|from random )|\*\* *min\(attempt",
+                        p.read_text(encoding="utf-8"), flags=re.M)]
+    assert own == []

@@ -1,4 +1,4 @@
-"""``hotreload demo`` on the embedded fakeredis: honest timings, copyable commands."""
+"""``hotreload demo`` on the in-process memory server: honest timings, copyable commands."""
 
 from __future__ import annotations
 

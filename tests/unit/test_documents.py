@@ -26,7 +26,7 @@ from hotreload.documents import (
     validate_document,
 )
 from hotreload.errors import ConfigError, DocumentError, SettingsRejected
-from hotreload.protocol import MAX_DEPTH
+from hotreload.wire import MAX_DEPTH, MAX_KEY_SEGMENTS, MAX_LEAF_DEPTH
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -496,17 +496,37 @@ def test_a_file_that_grows_after_the_check_is_cut_off(
 
 @pytest.mark.parametrize("fmt", ["yaml", "json", "toml"])
 def test_exactly_max_depth_is_a_document_and_one_more_is_not(fmt: str) -> None:
-    def text(levels: int) -> str:  # the top-level mapping is one level
-        inner = "[" * (levels - 1) + "]" * (levels - 1)
-        return {"yaml": f"b: {inner}\n", "json": f'{{"b": {inner}}}',
-                "toml": f"b = {inner}\n"}[fmt]
+    def text(levels: int) -> str:
+        # 32 mappings (the top level and a 32-segment key) around a list nesting the rest
+        lists = levels - MAX_KEY_SEGMENTS
+        inner = "[" * lists + "]" * lists
+        opening = {"yaml": "{a: ", "json": '{"a": ', "toml": "{a = "}[fmt]
+        inner = opening * (MAX_KEY_SEGMENTS - 1) + inner + "}" * (MAX_KEY_SEGMENTS - 1)
+        return {"yaml": f"a: {inner}\n", "json": f'{{"a": {inner}}}',
+                "toml": f"a = {inner}\n"}[fmt]
 
-    data = parse_document(text(MAX_DEPTH).encode(), fmt, origin="x").data  # type: ignore[arg-type]
-    assert isinstance(data["b"], list)
+    doc = parse_document(text(MAX_DEPTH).encode(), fmt, origin="x")  # type: ignore[arg-type]
+    (key,) = doc.flat
+    assert key.count(".") + 1 == MAX_KEY_SEGMENTS
     with pytest.raises(DocumentError) as info:
         parse_document(text(MAX_DEPTH + 1).encode(), fmt, origin="x")  # type: ignore[arg-type]
     assert (info.value.reason, str(info.value)) == (fmt, f"x: invalid {fmt.upper()}: "
                                                          "nested too deeply")
+
+
+@pytest.mark.parametrize(("text", "reason", "message"), [
+    ("{" + '"a": {' * MAX_KEY_SEGMENTS + '"b": 1' + "}" * MAX_KEY_SEGMENTS + "}", "key",
+     ": it has 33 segments (at most 32)"),
+    ('{"a": ' + "[" * (MAX_LEAF_DEPTH + 1) + "]" * (MAX_LEAF_DEPTH + 1) + "}", "type",
+     f"x: a: nests more than {MAX_LEAF_DEPTH} levels"),
+    ('{"a": "\\ud800"}', "type", "x: a: a string is not valid Unicode (lone surrogate)"),
+    ('{"' + "k" * 513 + '": 1}', "key", "has 513 bytes (at most 512)"),
+])
+def test_the_protocols_limits_on_keys_and_leaves(text: str, reason: str, message: str) -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_document(text.encode(), "json", origin="x")
+    assert info.value.reason == reason
+    assert message in str(info.value)
 
 
 def _laughs(levels: int = 9, width: int = 9) -> str:

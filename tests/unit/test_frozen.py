@@ -7,13 +7,25 @@ from typing import Any
 
 import pytest
 
-from hotreload import protocol as p
-from hotreload.subscriber.core import FrozenSettings, index_tree, patch_tree, to_plain, wrap
+from hotreload.errors import ProtocolError
+from hotreload.publisher.state import NamespaceState, plan_update
+from hotreload.subscriber.frozen import FrozenSettings, index_tree, patch_tree, to_plain, wrap
+from hotreload.wire import Change, diff_values, flatten, flatten_texts, unflatten
 
 
 def rebuild(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    nested = p.unflatten(flat)
+    nested = unflatten(flat)
     return nested, index_tree(nested)[1]
+
+
+def update(flat: dict[str, Any], sets: dict[str, Any], deletes: list[str] = []  # noqa: B006
+           ) -> dict[str, Any]:
+    """``flat`` after a publisher's ``publish(sets, deletes)`` (the leaves, key -> value)."""
+    doc = unflatten(flat)
+    state = NamespaceState.from_texts(flatten_texts(doc), flatten(doc))
+    changes, parsed = plan_update(state, sets, deletes)
+    state.apply(changes, parsed)
+    return dict(state.values)
 
 
 def random_value(rng: random.Random) -> Any:
@@ -29,12 +41,12 @@ def test_patch_equals_a_full_rebuild(seed: int) -> None:
     rng = random.Random(seed)
     flat: dict[str, Any] = {}
     for _ in range(rng.randint(0, 12)):
-        flat = p.update(flat, {random_key(rng): random_value(rng)})
+        flat = update(flat, {random_key(rng): random_value(rng)})
     nested, index = rebuild(flat)
     sets = {random_key(rng): random_value(rng) for _ in range(rng.randint(0, 3))}
     deletes = [random_key(rng) for _ in range(rng.randint(0, 2))]
-    new_flat = p.update(flat, sets, [d for d in deletes if d not in sets])
-    changes = p.diff(flat, new_flat)
+    new_flat = update(flat, sets, [d for d in deletes if d not in sets])
+    changes = diff_values(flat, new_flat)
     patched = patch_tree(nested, index, changes)
     want_nested, want_index = rebuild(new_flat)
     if patched is not None:
@@ -48,7 +60,7 @@ def test_patch_equals_a_full_rebuild(seed: int) -> None:
 def test_patch_shares_untouched_branches() -> None:
     nested = {"a": {"x": 1}, "b": {"y": 2}}
     _, index = index_tree(nested)
-    patched = patch_tree(nested, index, (p.Change("set", "a.x", 1, 5),))
+    patched = patch_tree(nested, index, (Change("set", "a.x", 1, 5),))
     assert patched is not None
     new, new_index = patched
     assert new["b"] is nested["b"]
@@ -69,7 +81,7 @@ def test_frozen_settings_cannot_be_changed() -> None:
 def test_index_tree_matches_flatten_and_rejects_dotted_keys() -> None:
     doc = {"db": {"host": "h", "opts": {}}, "l": [1]}
     flat, index = index_tree(doc)
-    assert flat == p.flatten(doc)
+    assert flat == flatten(doc)
     assert set(index) == {"db", "db.host", "db.opts", "l"}
-    with pytest.raises(p.ProtocolError):
+    with pytest.raises(ProtocolError):
         index_tree({"a.b": 1})

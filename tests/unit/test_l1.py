@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from hotreload.cache.l1 import L1Cache
-from hotreload.cache.l2 import JsonSerializer, Serializer, glob_escape
+from hotreload.cache.serializers import JsonSerializer, Serializer
 from hotreload.cache.state import Echoes, Fences, Flights, Scope
+from hotreload.transport._redis_cache import glob_escape
 
 
 class Clock:

@@ -37,8 +37,12 @@ def _readme_install_args() -> list[str]:
 
 def test_dev_extra_brings_everything_the_test_suite_needs() -> None:
     dev = _extra("dev")
-    for other in ("bench", "demo"):  # the suite runs the benchmarks' smoke test and the demo
+    # the suite runs the daemon, the benchmarks' smoke test and the demo, and lint-imports
+    for other in ("daemon", "bench", "demo", "fastapi"):
         assert _extra(other) <= dev, (other, _extra(other) - dev)
+    assert "import-linter" in dev
+    # the integration's tests, the docs site, the examples' checks
+    assert {"httpx", "uvicorn", "mkdocs-material", "kubernetes-validate", "promql-parser"} <= dev
 
 
 def test_ci_installs_with_exactly_the_readmes_line() -> None:
@@ -52,7 +56,11 @@ def test_ci_installs_with_exactly_the_readmes_line() -> None:
 
 def test_ci_runs_the_readmes_test_command() -> None:
     assert "\npython -m pytest   #" in README
-    assert CI.rstrip().splitlines()[-1] == "python -m pytest"
+    lines = CI.rstrip().splitlines()
+    assert "python -m pytest" in lines  # the README's test command, as written
+    # then the soak's short mode (docs/guarantees.md)
+    assert lines.index("python -m pytest") < len(lines) - 1
+    assert lines[-1].startswith("python -m benchmarks.soak --short")
 
 
 def test_the_mit_licence_ships_with_the_package() -> None:

@@ -1,14 +1,19 @@
-"""The public API: `hotreload.__all__` is sorted and importable; sync twins mirror async ones."""
+"""The public API: each `__all__` is exactly the public names, sorted and importable; sync twins
+mirror async ones."""
 
 from __future__ import annotations
+import __future__
 
 import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import hotreload
+import hotreload.transport
+import hotreload.wire
 
 
 def test_all_is_sorted_and_importable() -> None:
@@ -16,6 +21,40 @@ def test_all_is_sorted_and_importable() -> None:
     assert names == sorted(names, key=lambda n: (not n.isupper(), n))  # as ruff RUF022 sorts
     for name in names:
         assert getattr(hotreload, name) is not None
+
+
+#: Dunder names a package exports on purpose.
+EXPORTED_DUNDERS = {"__version__"}
+
+
+def _public_names(module: types.ModuleType) -> set[str]:
+    """What ``module`` defines or imports at its top level for its users: every name without a
+    leading underscore, except submodules (set as attributes when imported) and ``from
+    __future__`` directives, plus `EXPORTED_DUNDERS`."""
+    return {name for name, value in vars(module).items()
+            if (not name.startswith("_") or name in EXPORTED_DUNDERS)
+            and not isinstance(value, (types.ModuleType, __future__._Feature))}
+
+
+@pytest.mark.parametrize("module", [hotreload, hotreload.wire, hotreload.transport],
+                         ids=lambda m: m.__name__)
+def test_all_is_exactly_the_public_names(module: types.ModuleType) -> None:
+    """As httpx's test_exported_members: nothing public is left out of ``__all__`` (a name
+    imported for internal use gets an underscore), and ``__all__`` names nothing else."""
+    exported = set(module.__all__)
+    public = _public_names(module)
+    assert len(exported) == len(module.__all__), "__all__ names something twice"
+    assert not public - exported, f"public but not in __all__: {sorted(public - exported)}"
+    assert not exported - public, f"in __all__ but not defined: {sorted(exported - public)}"
+
+
+def test_publish_result_fields_are_pinned() -> None:
+    """What a publish returns is part of the API (invalidations are numbered apart: their
+    ``version`` is the invalidation's seq; ``epoch`` and ``recovered`` came with protocol 2)."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(hotreload.PublishResult)] == [
+        "namespace", "version", "changed", "changes", "receivers", "epoch", "recovered"]
 
 
 def test_every_error_derives_from_the_root() -> None:
@@ -32,8 +71,8 @@ TWINS = [(hotreload.Subscriber, hotreload.AsyncSubscriber),
          (hotreload.Publisher, hotreload.AsyncPublisher),
          (hotreload.TwoLevelCache, hotreload.AsyncTwoLevelCache)]
 SYNC_NAME = {"aclose": "close", "__aenter__": "__enter__", "__aexit__": "__exit__"}
-#: An asyncio Redis client belongs to one event loop: only the async classes accept one.
-ASYNC_ONLY_PARAMETERS = {"client"}
+#: A transport's connections belong to one event loop: only the async classes accept one.
+ASYNC_ONLY_PARAMETERS = {"transport"}
 
 
 def _parameters(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:

@@ -1,4 +1,4 @@
-"""The reconciler's pure logic, against a fake publisher (and fakeredis for idempotency)."""
+"""The reconciler's logic, against a fake publisher (and the memory transport for idempotency)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import fakeredis
 import pytest
 import redis.exceptions
 
 from hotreload.config import HotReloadConfig
 from hotreload.daemon.metrics import Metrics
 from hotreload.daemon.pending import MAX_PENDING_KEYS
-from hotreload.daemon.reconciler import Reconciler, is_outage
+from hotreload.daemon.reconciler import Reconciler
 from hotreload.daemon.status import describe_daemon
 from hotreload.errors import BackendError, ProtocolError
 from hotreload.publisher import AsyncPublisher, PublishResult
+from hotreload.transport import MemoryServer, MemoryTransport
 
 
 class FakePublisher:
@@ -217,8 +217,15 @@ async def test_bad_documents_are_rejected_not_published(fake: Any) -> None:
     rec.open_gate()
     await rec.desired("app", {"x": float("nan")}, source="files")
     await rec.desired("bad ns", {"x": 1}, source="files")
+    deep: Any = []
+    for _ in range(33):  # a leaf nests at most 32 levels (docs/protocol.md §2)
+        deep = [deep]
+    await rec.desired("app", {"x": deep}, source="files")
+    assert "nests more than 32 levels" in rec.sources["files"].last_error["detail"]
+    long_key = {"k" * 513: 1}  # a key has at most 512 bytes
+    await rec.desired("app", long_key, source="files")
     assert rec.pending() == []
-    assert rec.sources["files"].rejections == {"document": 2}
+    assert rec.sources["files"].rejections == {"document": 4}
     assert pub.calls == []
 
 
@@ -237,19 +244,13 @@ async def test_publish_errors_other_than_outages_are_rejections(fake: Any) -> No
 
 
 async def test_idempotent_against_a_real_publisher() -> None:
-    server = fakeredis.FakeServer()
-    client = fakeredis.FakeAsyncRedis(server=server)
+    server = MemoryServer()
     config = HotReloadConfig.from_url("redis://localhost:6379/0")
-    first = AsyncPublisher(config, client=client)
-    second = AsyncPublisher(config, client=fakeredis.FakeAsyncRedis(server=server))
+    first = AsyncPublisher(config, transport=MemoryTransport(server))
+    second = AsyncPublisher(config, transport=MemoryTransport(server))
 
-    async def ping() -> bool:
-        # Not client.ping: fakeredis waits for a reply with asyncio.wait_for, which on Python
-        # 3.11 swallows a cancellation that arrives together with the reply; the reconciler
-        # then kept running and the teardown below hung (once in ~50 runs).
-        if not server.connected:
-            raise redis.exceptions.ConnectionError("FakeRedis is emulating a connection error.")
-        return True
+    async def ping() -> None:
+        await first.transport.ping()
 
     recs = [Reconciler(pub, Metrics(), ping=ping, backoff_max=0.05, probe_interval=0.02)
             for pub in (first, second)]
@@ -264,37 +265,21 @@ async def test_idempotent_against_a_real_publisher() -> None:
         history = await first.history("app", limit=100)
         assert [e.version for e in history] == [1, 2]
         assert (await first.snapshot("app")).settings == {"a": 2, "b": {"c": True}}
-        server.connected = False
+        server.set_down(True)
         for n in range(3, 6):
             await recs[0].desired("app", {"a": n}, source="files")
         await wait_until(lambda: recs[0].redis_up is False)
-        server.connected = True
+        server.set_down(False)
         await wait_until(lambda: recs[0].redis_up and not recs[0].pending())
         history = await first.history("app", limit=100)
         assert [e.version for e in history] == [1, 2, 3]
-        assert {(c.op, c.key) for c in history[-1].changes} == {("set", "a"), ("delete", "b.c")}
+        assert {(c.op, c.key) for c in history[-1].value_changes()} == {("set", "a"),
+                                                                          ("delete", "b.c")}
         assert (await first.snapshot("app")).settings == {"a": 5}
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def test_only_connection_errors_are_outages() -> None:
-    def wrapped(cause: BaseException) -> BackendError:
-        exc = BackendError("publishing")
-        exc.__cause__ = cause
-        return exc
-
-    assert is_outage(redis.exceptions.ConnectionError("refused"))
-    assert is_outage(redis.exceptions.TimeoutError("timed out"))
-    assert is_outage(OSError("unreachable"))
-    assert is_outage(wrapped(redis.exceptions.ConnectionError("refused")))
-    assert not is_outage(redis.exceptions.ResponseError("WRONGTYPE"))
-    assert not is_outage(wrapped(redis.exceptions.ResponseError("OOM command not allowed")))
-    assert not is_outage(wrapped(redis.exceptions.ReadOnlyError("READONLY")))
-    assert not is_outage(BackendError("no cause"))
-    assert not is_outage(ProtocolError("too big"))
 
 
 async def test_a_failing_namespace_does_not_stop_the_others() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ...errors import HotReloadError, ProtocolError
-from ...protocol import check_key, check_name, loads
+from ...wire import check_key, check_name, loads
 
 _INVALIDATION_FIELDS: Final = frozenset({"namespace", "keys", "prefixes", "all"})
 
@@ -32,10 +32,7 @@ def parse_invalidation(payload: str, default_namespace: str) -> InvalidationRequ
     """Parse an invalidation payload; `ProtocolError` (safe to log) if it is malformed."""
     if not payload.strip():
         return InvalidationRequest(default_namespace, everything=True)
-    try:
-        obj: Any = loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"payload is not JSON: {exc}") from None
+    obj: Any = loads(payload, what="payload")  # ProtocolError: not JSON, or nested too deeply
     if not isinstance(obj, dict):
         raise ProtocolError("payload must be a JSON object")
     unknown = sorted(set(obj) - _INVALIDATION_FIELDS)

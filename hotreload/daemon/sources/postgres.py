@@ -20,9 +20,10 @@ from typing import Final
 
 from psycopg import Notify, sql
 
+from ..._backoff import Backoff
 from ...config import PostgresSettings
 from ...errors import BackendError, HotReloadError, ProtocolError
-from ...protocol import check_name
+from ...wire import check_name
 from .. import db, pgconn
 from .base import Sink
 from .pg_payload import InvalidationRequest, parse_invalidation, settings_namespace
@@ -71,7 +72,7 @@ class PostgresSource:
     # ----------------------------------------------------------------------- public
 
     async def run(self, sink: Sink) -> None:
-        attempt = 0
+        backoff = Backoff(self.settings.reconnect_backoff_max)
         while True:
             self._started = False
             try:
@@ -84,9 +85,8 @@ class PostgresSource:
             finally:
                 self.connected = False
             if self._started:
-                attempt = 0
-            await asyncio.sleep(pgconn.backoff_delay(attempt, self.settings.reconnect_backoff_max))
-            attempt += 1
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
 
     async def reconcile(self, sink: Sink) -> None:
         reader = self._reader

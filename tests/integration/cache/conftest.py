@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from hotreload import AsyncSubscriber, HotReloadConfig, Subscriber
 from hotreload.cache import AsyncTwoLevelCache, TwoLevelCache
+from hotreload.transport.redis import RedisTransport
 from tests.conftest import REDIS_URL, await_until, delete_keys, wait_until
 
 __all__ = ["REDIS_URL", "CacheFactory", "Store", "SubFactory", "await_until", "wait_until"]
@@ -87,11 +88,12 @@ async def make_subscriber(config: HotReloadConfig) -> AsyncIterator[SubFactory]:
 
     async def make(client_name: str | None = None) -> AsyncSubscriber[Any]:
         """A started subscriber; with ``client_name``, its connections carry that name."""
-        client = None
+        transport = None
         if client_name is not None:
             client = aioredis.Redis.from_url(REDIS_URL, client_name=client_name)
             clients.append(client)
-        sub: AsyncSubscriber[Any] = AsyncSubscriber(config, client=client)
+            transport = RedisTransport(config.redis, prefix=config.prefix, client=client)
+        sub: AsyncSubscriber[Any] = AsyncSubscriber(config, transport=transport)
         made.append(sub)
         await sub.start()
         return sub

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
-import hotreload.cache.l2 as l2mod
+import hotreload.transport._redis_cache as l2mod
 from hotreload import AsyncPublisher, HotReloadConfig
 from hotreload.cache import TwoLevelCache
-from hotreload.cache.l2 import L2Store
+from hotreload.transport.redis import RedisTransport
 
 from .conftest import REDIS_URL, CacheFactory, Store, await_until, wait_until
 
@@ -286,9 +285,9 @@ async def test_generation_ttl_expiry_does_not_reopen_the_fence(
         monkeypatch: pytest.MonkeyPatch, raw_redis: redis.Redis, namespace: str) -> None:
     """The reviewer's case at the L2 level, with the generation TTL really expiring."""
     monkeypatch.setattr(l2mod, "GENERATION_TTL_MS", 200)
-    client = aioredis.Redis.from_url(REDIS_URL)
+    transport = RedisTransport(HotReloadConfig.from_url(REDIS_URL).redis)
     try:
-        store = L2Store(client, prefix="hotreload", namespace=namespace, name="c")
+        store = transport.cache_store(namespace, "c")
         await store.invalidate(["k"])
         _, gens = await store.read("k")
         await await_until(lambda: not raw_redis.exists(gen_key(namespace, "k")),
@@ -301,7 +300,7 @@ async def test_generation_ttl_expiry_does_not_reopen_the_fence(
         _, gens = await store.read("k")
         assert await store.fill("k", b'"fresh"', gens, 60)  # an unchanged generation fills
     finally:
-        await client.aclose()
+        await transport.aclose()
 
 
 # ---------------------------------------------------------------------- echoes

@@ -59,7 +59,8 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
     """A minimal blocking GET (status, body); (0, b'') when nothing listens."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                         .encode())
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)

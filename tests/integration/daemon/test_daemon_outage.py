@@ -94,7 +94,7 @@ async def test_two_daemons_without_postgres_publish_each_change_once(
         history = await pub.history(ns, limit=100)
     assert [e.version for e in history] == list(range(1, changes + 2))
     assert [e.kind for e in history] == ["config"] * (changes + 1)
-    assert [[(c.key, c.new) for c in e.changes] for e in history[1:]] == [
+    assert [[(c.key, c.new) for c in e.value_changes()] for e in history[1:]] == [
         [("n", n)] for n in range(1, changes + 1)
     ]
     assert {d.terminate()[0] for d in daemons} == {0}

@@ -58,7 +58,7 @@ async def test_a_deep_row_is_a_rejection_and_the_daemon_publishes_the_rest(
                 "the rejection in status")
             assert state["reason"] == "row"
             assert "('app', 'deep')" in state["detail"]
-            assert "nested more than 100 levels deep" in state["detail"]
+            assert "the value nests more than 64 levels" in state["detail"]
             assert daemon.status()["sources"]["postgres"]["rejections"] == {"row": 1}
             metrics = daemon.metrics.render().decode()
             assert 'hotreload_rejections_total{reason="row",source="postgres"} 1.0' in metrics

@@ -168,5 +168,5 @@ async def test_the_cli_daemon_imports_a_schema_next_to_its_config_file(
     settings.write_text("pool: 6\n")
     await async_wait_for(lambda: sub.as_dict() == {"pool": 6}, 20, "the next good save")
     async with AsyncPublisher(config, namespace=ns) as pub:
-        assert [e.changes[0].new for e in await pub.history()] == [5, 6]
+        assert [e.value_changes()[0].new for e in await pub.history()] == [5, 6]
     assert daemon.terminate()[0] == 0

@@ -89,7 +89,7 @@ async def test_standby_publishes_nothing_and_reconciles_before_leading(
         await async_wait_for(lambda: daemon.role == "leader", 10, "leadership")
         await async_wait_for(lambda: not daemon.reconciler.pending(), 10, "the publish")
         history = await pub.history(ns)
-        assert [(e.version, e.changes[0].new) for e in history] == [(1, 2)]
+        assert [(e.version, e.value_changes()[0].new) for e in history] == [(1, 2)]
         assert source.reconciles >= 1
 
         leader.lost.set()

@@ -9,7 +9,7 @@ import pytest
 from daemon_helpers import WriteConfig, async_wait_for
 
 from hotreload.daemon.core import Daemon, describe_daemon, read_daemon_status
-from hotreload.daemon.status import status_key, write_status
+from hotreload.daemon.status import write_status
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ async def test_a_healthy_file_source_shows_once_as_running(
     daemon = running(Daemon(config, leader=None))
 
     async def status() -> dict[str, Any]:
-        await write_status(daemon.redis, status_key(config.prefix), daemon.status())
+        await write_status(daemon.transport, daemon.status_name, daemon.status())
         (doc,) = await read_daemon_status(config)  # the document `hotreload status` reads
         return doc
 

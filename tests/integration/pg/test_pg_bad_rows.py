@@ -14,10 +14,10 @@ import pytest
 from _pg_helpers import PG_URL, RecordingSink, psql, wait_until
 from psycopg import sql
 
-from hotreload import protocol as p
 from hotreload.config import PostgresSettings
 from hotreload.daemon import db
 from hotreload.daemon.sources.postgres import PostgresSource
+from hotreload.wire import MAX_KEY_SEGMENTS, MAX_LEAF_DEPTH
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ async def test_a_2000_level_jsonb_row_is_skipped_and_everything_else_publishes(
     await sink.wait_desired("other", {"x": 1})
 
     await psql(PG_URL, f"INSERT INTO {t} VALUES ('app', 'deep', '{DEEP}')")
-    await wait_until(lambda: rejected(sink, "('app', 'deep')", "nested more than 100 levels"),
+    await wait_until(lambda: rejected(sink, "('app', 'deep')", "the value nests more than 64"),
                      what=f"the deep row reported, rejections={sink.rejections}")
     # the same namespace's good rows and every other namespace keep being published
     await psql(PG_URL, f"UPDATE {t} SET value = '20' WHERE namespace = 'app' AND key = 'db.pool'")
@@ -89,7 +89,7 @@ async def test_a_deep_row_present_at_start_up_does_not_stop_the_source(
     _, sink = await start()
     await sink.wait_desired("app", {"ok": 1})
     await sink.wait_desired("other", {"y": {"z": [1]}})
-    assert rejected(sink, "('app', 'deep')", "nested more than 100 levels")
+    assert rejected(sink, "('app', 'deep')", "the value nests more than 64 levels")
     await psql(PG_URL, f"INSERT INTO {t} VALUES ('other', 'w', 'true')")
     await sink.wait_desired("other", {"y": {"z": [1]}, "w": True})
 
@@ -98,12 +98,12 @@ async def test_every_kind_of_bad_jsonb_row_is_skipped_and_reported(
     start: Callable[[], Awaitable[Started]], settings: PostgresSettings
 ) -> None:
     t = table(settings)
-    deep_key = ".".join(["k"] * (p.MAX_DEPTH + 1))
-    nested_99 = "[" * (p.MAX_DEPTH - 1) + "]" * (p.MAX_DEPTH - 1)
+    deep_key = ".".join(["k"] * (MAX_KEY_SEGMENTS + 1))
+    too_deep_leaf = "[" * (MAX_LEAF_DEPTH + 1) + "]" * (MAX_LEAF_DEPTH + 1)
     await psql(PG_URL, f"""INSERT INTO {t} VALUES
         ('app', 'good', '"kept"'),
         ('app', 'deep', '{"[" * 150 + "]" * 150}'),
-        ('app', 'a.b', '{nested_99}'),
+        ('app', 'a.b', '{too_deep_leaf}'),
         ('app', 'bad..key', '1'),
         ('app', '', '1'),
         ('app', '{deep_key}', '1'),
@@ -122,11 +122,11 @@ async def test_every_kind_of_bad_jsonb_row_is_skipped_and_reported(
     await sink.wait_desired("other", {"fine": [1, 2]})
     await sink.wait_desired("app", {"good": "kept", "c": 1, "e": {"f": 1}, "nan": "NaN"})
     for row, why in [
-        ("('app', 'deep')", "nested more than 100 levels deep"),
-        ("('app', 'a.b')", "nested more than 100 levels deep"),
+        ("('app', 'deep')", "the value nests more than 64 levels"),
+        ("('app', 'a.b')", "a.b: nests more than 32 levels"),
         ("('app', 'bad..key')", "invalid settings key"),
         ("('app', '')", "invalid settings key"),
-        ("more than 100 levels deep", "invalid settings key"),
+        ("has 33 segments (at most 32)", "invalid settings key"),
         ("('app', 'huge')", f"over the limit of {db.DEFAULT_MAX_ROW_BYTES} bytes"),
         ("('app', 'obj')", "invalid settings key 'obj.dotted.name'"),
         ("('app', 'c.d')", "clashes with another row"),
@@ -171,7 +171,7 @@ async def test_rows_a_looser_column_allows_are_skipped_too(
         ("('app', 'inf')", "not valid JSON"),
         ("('app', 'overflow')", "inf is not valid JSON"),
         ("('app', 'surrogate')", "lone surrogate"),
-        ("('app', 'deep')", "nested more than 100 levels deep"),
+        ("('app', 'deep')", "the value nests more than 64 levels"),
     ]:
         assert rejected(sink, row, why), (row, why, sink.rejections)
     assert len(sink.rejections) == 7, sink.rejections
@@ -189,7 +189,7 @@ async def test_deeply_nested_notify_payloads_do_not_stop_the_listener(
     await psql(PG_URL, f"SELECT pg_notify('{settings.notify_channel}', repeat('[', 7000))")
     channel = next(iter(source.channels))
     await psql(PG_URL, f"SELECT pg_notify('{channel}', '{deep}')")
-    await wait_until(lambda: any(r[1] == "payload" and "not JSON" in r[2]
+    await wait_until(lambda: any(r[1] == "payload" and "nests more than" in r[2]
                                  for r in sink.rejections), what=f"{sink.rejections}")
     await psql(PG_URL, f"INSERT INTO {t} VALUES ('app', 'after', '1')")
     await sink.wait_desired("app", {"after": 1})
