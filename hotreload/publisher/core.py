@@ -641,7 +641,9 @@ class AsyncPublisher:
             if "WRONGTYPE" in str(exc):
                 return False
             raise
-        return (raw.meta_epoch == (state.epoch or "").encode()
+        if state.epoch is None:  # nothing published: still nothing there?
+            return raw.meta_epoch is None
+        return (raw.meta_epoch == state.epoch.encode()
                 and raw.meta_version == str(state.version).encode()
                 and raw.meta_checksum == state.checksum.encode())
 

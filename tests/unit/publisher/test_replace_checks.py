@@ -39,3 +39,15 @@ async def test_an_unchanged_healthy_namespace_publishes_nothing(pods: Pods) -> N
     first = await pub.replace({"a": 1})
     again = await pub.replace({"a": 1})
     assert not again.changed and again.version == first.version == 1
+
+
+async def test_an_empty_document_for_a_namespace_never_published_is_no_change(
+        pods: Pods) -> None:
+    # The daemon replaces a namespace whose only PostgreSQL row was rejected with {}: that
+    # is "nothing to publish", not 50 lost races and a ConflictError.
+    pub = pods.publisher()
+    result = await pub.replace({})
+    assert not result.changed and result.version == 0
+    assert pods.server.raw(KEYS.meta) is None  # and nothing was written
+    again = await pub.replace({})
+    assert not again.changed and again.version == 0
