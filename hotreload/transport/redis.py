@@ -495,7 +495,7 @@ class RedisSubscription:
         if self._pubsub.connection is not None:  # it goes back to the pool: leave it clean
             self._pubsub.connection.deregister_connect_callback(self._connected)
         try:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         except REDIS_ERRORS as exc:
             log.debug("closing the pubsub link failed: %s", describe_error(exc))
 

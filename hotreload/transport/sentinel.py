@@ -84,7 +84,7 @@ class _Sentinel(Sentinel):
     never closed. Discoveries here run one at a time."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         self._discovering = asyncio.Lock()
 
     async def discover_master(self, service_name: str) -> Any:
