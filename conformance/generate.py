@@ -799,6 +799,13 @@ def invalidation_cases() -> list[dict[str, Any]]:
         "namespace": NS, "key": None, "start": {"epoch": None, "seq": 0},
         "steps": [istep(inv(I1, 1, ["k"]), "apply", I1, 1, drop(["k"]))]})
     cases.append({
+        "name": "a history begun after the head was read", "type": "invalidate",
+        "about": "(null, 0) and seq > 1: the history began after the head was read, so it is "
+                 "all in the invalidation log: replay 1..seq",
+        "namespace": NS, "key": None, "start": {"epoch": None, "seq": 0},
+        "steps": [istep(inv(I1, 2, ["m"]), "replay", I1, 2, drop(["k", "m"]),
+                        log=[inv(I1, 1, ["k"]), inv(I1, 2, ["m"])])]})
+    cases.append({
         "name": "an invalidation after an unread head", "type": "invalidate",
         "about": "nothing known of the invalidation stream: drop everything and adopt",
         "namespace": NS, "key": None, "start": {"epoch": None, "seq": -1},
@@ -807,7 +814,8 @@ def invalidation_cases() -> list[dict[str, Any]]:
         "name": "invalidation head after a reconnect", "type": "invalidate",
         "about": "the head compared with (I, s): same: nothing; ahead: replay s+1..seq; behind "
                  "(a restored server): drop everything and adopt; another epoch: drop "
-                 "everything; absent: drop everything and hold (null, 0)",
+                 "everything; absent: drop everything and hold (null, 0); a head found while "
+                 "holding (null, 0): a history begun since, replayed from seq 1",
         "namespace": NS, "key": None, "start": {"epoch": I1, "seq": 7},
         "steps": [
             istep(None, "nothing", I1, 7, none, head={"epoch": I1, "seq": 7}),
@@ -817,6 +825,8 @@ def invalidation_cases() -> list[dict[str, Any]]:
             istep(None, "adopt", I2, 2, drop(everything=True), head={"epoch": I2, "seq": 2}),
             istep(None, "adopt", None, 0, drop(everything=True), head=None),
             istep(None, "nothing", None, 0, none, head=None),
+            istep(None, "replay", I2, 2, drop(["a", "b"]), head={"epoch": I2, "seq": 2},
+                  log=[inv(I2, 1, ["a"]), inv(I2, 2, ["b"])]),
         ]})
     rejects = [
         ("seq 0", inv(I1, 0), "range"),

@@ -867,7 +867,8 @@ class AsyncSubscriber(Generic[ModelT]):
         state = loading.assemble(self.namespace, raw, key=self._key, max_bytes=self._max_bytes)
         if state is loading.NEED_LEAVES:
             raw_leaves = await self.transport.load_leaves(self.namespace, primary=primary)
-            state = loading.assemble_leaves(self.namespace, raw_leaves, key=self._key)
+            state = loading.assemble_leaves(self.namespace, raw_leaves, key=self._key,
+                                            inv=decode_invalidation_head(raw.inv))
         if not isinstance(state, loading.State):  # pragma: no cover - assemble_leaves returns one
             raise ProtocolError("no state loaded")
         return state
@@ -896,6 +897,12 @@ class AsyncSubscriber(Generic[ModelT]):
             self._hold(decision.reason)
             return
         self.stats.reloads += 1
+        if self._ipos[1] < 0:
+            # The first load reads the invalidation head with the settings: the caches start
+            # from it, so an invalidation sent once `start()` has returned is never taken
+            # for one sent before (§9).
+            inv = state.inv
+            self._ipos = (inv.epoch, inv.seq) if inv is not None else (None, 0)
         if not state.legacy:
             self.server_note = None
         self._pos = Position(state.epoch, state.version, state.checksum)

@@ -239,14 +239,15 @@ def _run_invalidate(case: Mapping[str, Any], fail: Callable[[str], None]) -> Non
     def decode(message: bytes) -> Envelope:
         return decode_event(message, key=key, namespace=namespace)
 
-    def replay(log: Sequence[str], first: int, last: int, drops: _Drops) -> bool:
+    def replay(log: Sequence[str], epoch: str | None, first: int, last: int,
+               drops: _Drops) -> bool:
         expected = first
         for message in log:
             try:
                 env = decode(message.encode())
             except ProtocolError:
                 return False
-            if env.kind != "invalidate" or env.epoch != held[0] or env.seq != expected:
+            if env.kind != "invalidate" or env.epoch != epoch or env.seq != expected:
                 return False
             drops.add(env)
             expected += 1
@@ -272,7 +273,8 @@ def _run_invalidate(case: Mapping[str, Any], fail: Callable[[str], None]) -> Non
                     drops.all = True
                     held = (env.epoch, env.seq)
                 elif decision.verdict is Verdict.REPLAY:
-                    if replay(step.get("log") or [], decision.first, decision.last, drops):
+                    if replay(step.get("log") or [], env.epoch, decision.first, decision.last,
+                              drops):
                         held = (env.epoch, env.seq)
                     else:
                         drops.all = True
@@ -286,7 +288,8 @@ def _run_invalidate(case: Mapping[str, Any], fail: Callable[[str], None]) -> Non
                 drops.all = True
                 held = (epoch, seq)
             elif decision.verdict is Verdict.REPLAY:
-                if not replay(step.get("log") or [], decision.first, decision.last, drops):
+                if not replay(step.get("log") or [], epoch, decision.first, decision.last,
+                              drops):
                     drops.all = True
                 held = (epoch, seq)
         expect = step["expect"]

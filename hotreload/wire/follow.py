@@ -203,6 +203,9 @@ def on_invalidation(ipos: tuple[str | None, int], epoch: str | None, seq: int, *
     if held_epoch is None:
         if s == 0 and seq == 1 and not head:
             return _APPLY  # the first invalidation ever sent: nothing was missed
+        if s == 0 and seq <= replay_limit:
+            # The head was absent when read: a history begun since then is all in the log.
+            return Decision(Verdict.REPLAY, "gap", 1, seq)
         return Decision(Verdict.ADOPT, "epoch")
     if epoch != held_epoch:
         return Decision(Verdict.ADOPT, "epoch")

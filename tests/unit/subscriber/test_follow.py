@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from pydantic import BaseModel
 
@@ -183,3 +186,32 @@ async def test_a_signed_or_unsigned_namespace_round_trips(pods: Pods, signed: bo
     result = await pub.publish({"b.c": "x"})
     await sub.wait_for_version(result.version, 3)
     assert sub.as_dict() == {"a": [1, 2], "b": {"c": "x"}}
+
+
+@pytest.mark.parametrize("before", [0, 3], ids=["no-history", "history"])
+async def test_an_invalidation_sent_once_started_reaches_the_caches(pods: Pods,
+                                                                    before: int) -> None:
+    # A subscriber is ready once its first snapshot is loaded; its syncer then reads the
+    # invalidation head. An invalidation sent in between (the server answering that read
+    # late) is one the caches must see: the start-up must not adopt it as already applied.
+    pub = pods.publisher()
+    await pub.publish({"a": 1})
+    for n in range(before):
+        await pub.invalidate([f"old:{n}"])
+    sub = await pods.subscriber(start=False)
+    gate = asyncio.Event()
+    head = sub.transport.head
+
+    async def slow_head(ns: str, *, primary: bool = False) -> Any:
+        await gate.wait()
+        return await head(ns, primary=primary)
+
+    sub.transport.head = slow_head  # type: ignore[method-assign]
+    await sub.start(timeout=5)
+    hook = Recorder()
+    sub.register_cache(hook)
+    await pub.invalidate(["user:0"])
+    gate.set()
+    await eventually(lambda: hook.events, what="the invalidation")
+    assert [(e.keys, e.all) for e in hook.events] == [(("user:0",), False)]
+    assert sub.stats.invalidations == 1

@@ -160,7 +160,9 @@ def test_invalidations() -> None:
     assert on_invalidation(i, E2, 1) == Decision(ADOPT, "epoch")
     assert on_invalidation(i, E0, 1) == Decision(ADOPT, "epoch")  # any other epoch
     assert on_invalidation((None, 0), E1, 1).verdict is APPLY
-    assert on_invalidation((None, 0), E1, 2) == Decision(ADOPT, "epoch")
+    # the head was read and absent: a history begun since is replayed from its start
+    assert on_invalidation((None, 0), E1, 2) == Decision(REPLAY, "gap", 1, 2)
+    assert on_invalidation((None, 0), E1, 9, replay_limit=8) == Decision(ADOPT, "epoch")
     assert on_invalidation((None, -1), E1, 1) == Decision(ADOPT, "epoch")
 
 
@@ -172,7 +174,10 @@ def test_invalidation_heads() -> None:
     assert on_invalidation(i, None, 0, head=True) == Decision(ADOPT, "no-head")
     assert on_invalidation((None, 0), None, 0, head=True).verdict is NOTHING
     assert on_invalidation((None, -1), None, 0, head=True) == Decision(ADOPT, "no-head")
-    assert on_invalidation((None, 0), E1, 1, head=True) == Decision(ADOPT, "epoch")
+    assert on_invalidation((None, 0), E1, 1, head=True) == Decision(REPLAY, "gap", 1, 1)
+    assert on_invalidation((None, 0), E1, 3, head=True) == Decision(REPLAY, "gap", 1, 3)
+    assert on_invalidation((None, 0), E1, 3, head=True, replay_limit=2) == Decision(
+        ADOPT, "epoch")
 
 
 # ------------------------------------------------------------------ the model
