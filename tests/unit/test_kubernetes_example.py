@@ -206,8 +206,10 @@ def test_the_readme_builds_the_image_the_manifests_run() -> None:
     assert build[1] == daemon_container()["image"]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kubectl_renders_the_kustomization_offline() -> None:
+    # Not skipped without kubectl: a check that silently does not run is no check (.ci/run's
+    # machine has it; elsewhere install kubectl, or deselect this test knowingly).
+    assert shutil.which("kubectl") is not None, "kubectl is not installed"
     result = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 0, result.stderr
