@@ -208,20 +208,22 @@ class ClusterTransport(BaseRedisTransport):
     # ------------------------------------------------------------------ scripts
 
     async def _eval(self, script: S.Script, keys: Sequence[str], args: Sequence[Any], *,
-                    primary: bool = False) -> Any:
+                    primary: bool = False, _again: bool = False) -> Any:
         """EVALSHA (EVALSHA_RO for read-only scripts unless ``primary``: a replica may serve
         those). A node without the script (NOSCRIPT: new, restarted, promoted) runs it with
-        EVAL, which also caches it there."""
+        EVAL, which also caches it there. A write that meets a demoted primary (READONLY)
+        reads the slot map again and is run once more."""
         client = self._cmd
         ro = script.read_only and not primary
         try:
-            if ro:
-                return await client.evalsha_ro(script.sha, len(keys), *keys, *args)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            if ro:
-                return await client.eval_ro(script.text, len(keys), *keys, *args)
-            return await client.eval(script.text, len(keys), *keys, *args)
+            try:
+                if ro:
+                    return await client.evalsha_ro(script.sha, len(keys), *keys, *args)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                if ro:
+                    return await client.eval_ro(script.text, len(keys), *keys, *args)
+                return await client.eval(script.text, len(keys), *keys, *args)
         except _LINK_ERRORS as exc:
             if not ro:
                 raise
@@ -229,6 +231,19 @@ class ClusterTransport(BaseRedisTransport):
             # (cluster-node-timeout): read the primary meanwhile.
             log.debug("a replica read failed (%s): reading the primary", describe_error(exc))
             return await self._eval(script, keys, args, primary=True)
+        except redis.exceptions.ReadOnlyError as exc:
+            if ro or _again:
+                raise
+            # The node the slot map names as the primary was demoted (a planned failover)
+            # and nothing told redis-py: with replica reads it opens every connection in
+            # READONLY mode, so the old primary runs the script (EVALSHA is no write
+            # command: no MOVED) and its first write fails. Nothing was written: read the
+            # slot map again and run the script once more, on the new primary. (Without
+            # this, every write failed until a connection error refreshed the map.)
+            log.debug("a write met a demoted primary (%s): reading the slot map again",
+                      describe_error(exc))
+            await self.cluster.nodes_manager.initialize()
+            return await self._eval(script, keys, args, primary=primary, _again=True)
 
     # ------------------------------------------------------------------ reads
 

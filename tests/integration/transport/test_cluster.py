@@ -174,6 +174,23 @@ async def test_a_planned_failover(redis_cluster: ClusterServers,
         await stop_all(readers)
 
 
+async def test_a_write_after_a_planned_failover_reaches_the_new_primary(
+        redis_cluster: ClusterServers,
+        transports: tuple[ClusterTransport, ClusterTransport]) -> None:
+    """With replica reads, redis-py opens every connection in READONLY mode: the demoted
+    primary runs a write script (EVALSHA is no write command, so no MOVED) and fails inside
+    it with READONLY. The transport reads the slot map again and runs it on the new primary
+    (before, every write failed until a connection error refreshed the map)."""
+    replicas, _ = transports
+    ns = unique("demoted")
+    assert (await create(replicas, ns=ns)).ok  # an idle READONLY connection to the primary
+    await asyncio.to_thread(redis_cluster.wait_replicated, meta_key(ns))
+    old, new = await asyncio.to_thread(redis_cluster.failover, meta_key(ns))
+    assert (await step(replicas, 1, ns=ns)).ok
+    assert new.call("HGET", meta_key(ns), "version") == b"2"
+    assert old.info("replication")["role"] == "slave"
+
+
 async def test_resharding_the_slot_mid_stream(
         redis_cluster: ClusterServers,
         transports: tuple[ClusterTransport, ClusterTransport]) -> None:
