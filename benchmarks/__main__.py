@@ -1,7 +1,10 @@
-"""``python -m benchmarks [--quick] [--only ROW ...] [--redis-url URL] [--dsn DSN]``.
+"""``python -m benchmarks [--quick] [--only ROW ...] [--repeat N] [--redis-url URL] [--dsn DSN]``.
 
 Prints one Markdown table: every row measures hotreload and its baseline in the same run and
-shows the ratio. Progress goes to stderr, the table to stdout.
+shows the ratio. With ``--repeat N`` every selected row is measured N times (round after round,
+in this one process) and the table shows, per row, the median of the N ratios, their spread
+(min-max) and the medians of the absolute values; "met?" judges the median only. Progress goes
+to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ import time
 import traceback
 from collections.abc import Callable
 
-from ._stats import Options, Row, cleanup, render
+from ._stats import Options, Row, aggregate, cleanup, render, single_run
 
 #: ``--only`` name -> (module, function, what it measures)
 GROUPS: dict[str, tuple[str, str, str]] = {
     "publish": ("latency", "run", "Publisher.publish → listener vs raw PUBLISH"),
+    "publish-10k": ("latency", "run_big", "publish → listener, 10,000-key vs 10-key namespace"),
     "pg": ("daemon_rows", "run_pg_latency", "PostgreSQL UPDATE → daemon → listener"),
     "file": ("daemon_rows", "run_file", "file save → daemon → listener"),
     "fanout": ("fanout", "run", "fan-out to 1/10/100 subscribers"),
     "throughput": ("daemon_rows", "run_throughput", "NOTIFY batches → daemon → subscriber"),
     "l1": ("l1", "run_hits", "L1 hit ns/op"),
     "l1-vs-redis": ("l1", "run_vs_redis", "L1 hit vs Redis GET"),
-    "resync": ("resync", "run_resync", "full resync of 10,000 keys"),
+    "resync": ("resync", "run_resync", "full resync and cold start on 10,000 keys"),
     "rss": ("resync", "run_rss", "subscriber RSS at 10,000 keys"),
     "broadcaster": ("peers", "run_broadcaster", "peer: encode/broadcaster"),
     "cashews": ("peers", "run_cashews", "peer: cashews client-side cache"),
@@ -39,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="tiny sizes (the smoke test): checks that rows run, not speed")
     parser.add_argument("--only", nargs="+", choices=sorted(GROUPS), metavar="ROW",
                         help="run only these rows: " + ", ".join(GROUPS))
+    parser.add_argument("--repeat", type=_positive, default=1, metavar="N",
+                        help="measure every selected row N times in this run and report the "
+                        "median ratio and its spread (met? judges the median)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL",
                                                               "redis://127.0.0.1:6379/0"))
     parser.add_argument("--dsn", default=os.environ.get(
@@ -46,22 +53,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def run(opts: Options, only: list[str] | None = None,
-        progress: Callable[[str], None] | None = None) -> list[Row]:
-    """Run the selected row groups; a group that crashes becomes an "error" row."""
-    rows: list[Row] = []
-    try:
-        _run_groups(opts, only, progress, rows)
-    finally:
+        progress: Callable[[str], None] | None = None, repeat: int = 1) -> list[Row]:
+    """Run the selected row groups ``repeat`` times (round after round); a group that crashes
+    becomes an "error" row. One run: its rows; more: one aggregated row per row."""
+    runs: list[list[Row]] = []
+    for i in range(repeat):
+        rows: list[Row] = []
+        runs.append(rows)
+        if progress and repeat > 1:
+            progress(f"[benchmarks] run {i + 1} of {repeat}")
         try:
-            dropped = cleanup(opts.redis_url)
-        except Exception as exc:  # the results matter more than the tidy-up
-            dropped = 0
+            _run_groups(opts, only, progress, rows)
+        finally:
+            try:
+                dropped = cleanup(opts.redis_url)
+            except Exception as exc:  # the results matter more than the tidy-up
+                dropped = 0
+                if progress:
+                    progress(f"[benchmarks] cleanup failed: {exc}")
             if progress:
-                progress(f"[benchmarks] cleanup failed: {exc}")
-        if progress:
-            progress(f"[benchmarks] deleted {dropped} Redis keys this run created")
-    return rows
+                progress(f"[benchmarks] deleted {dropped} Redis keys this run created")
+    return single_run(runs[0]) if repeat == 1 else aggregate(runs)
 
 
 def _run_groups(opts: Options, only: list[str] | None,
@@ -94,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    rows = run(opts, args.only, progress)
+    rows = run(opts, args.only, progress, args.repeat)
     print(render(rows))
     return 0
 

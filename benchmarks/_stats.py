@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import statistics
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 NOT_AVAILABLE = "not available (module missing)"
@@ -28,6 +29,30 @@ class Options:
 
 
 @dataclass(slots=True)
+class Metric:
+    """The numbers behind one row, so that ``--repeat`` can take medians across runs.
+
+    ``ratio`` is what the row's verdict judges (a same-run ratio). ``hotreload`` and
+    ``baseline`` hold the absolute values (shown with ``fmt``) that ``hr_text`` and
+    ``base_text`` place by name (``"p50 {p50} / p99 {p99}"``); ``ratio_text`` places
+    ``{ratio}`` and the secondary ratios of ``also``. ``judge(ratio, hotreload)`` says whether
+    the target is met (None: a "report" row). ``failed`` is a failure of this run that fails the
+    row whatever the median (events lost).
+    """
+
+    ratio: float
+    hotreload: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+    hr_text: str = ""
+    base_text: str = ""
+    ratio_text: str = "{ratio}"
+    also: dict[str, float] = field(default_factory=dict)
+    fmt: Callable[[float], str] = field(default=lambda v: fmt_ns(v))
+    judge: Callable[[float, dict[str, float]], bool] | None = None
+    failed: str = ""
+
+
+@dataclass(slots=True)
 class Row:
     """One printed line of the results table."""
 
@@ -39,6 +64,7 @@ class Row:
     verdict: str = ""
     notes: str = ""
     group: str = ""
+    metric: Metric | None = None
 
     def cells(self) -> list[str]:
         return [self.name, self.hotreload, self.baseline, self.ratio, self.target, self.verdict,
@@ -208,7 +234,7 @@ def rss_bytes() -> int:
 
 def latency_row(name: str, hr: Latency, base: Latency, max_ratio: float, *,
                 target: str | None = None, abs_limit_ns: float | None = None,
-                notes: str = "", group: str = "") -> Row:
+                notes: str = "", group: str = "", base_label: str = "") -> Row:
     """A row comparing p99s: met when ``hr.p99 <= max_ratio * base.p99`` (and the limit)."""
     r99 = ratio(hr.p99, base.p99)
     r50 = ratio(hr.p50, base.p50)
@@ -223,10 +249,89 @@ def latency_row(name: str, hr: Latency, base: Latency, max_ratio: float, *,
     extra.append(f"n={len(hr.samples)}")
     if notes:
         extra.append(notes)
-    return Row(name, hr.describe(), base.describe(),
+
+    def judge(r: float, values: dict[str, float]) -> bool:
+        return r <= max_ratio and (abs_limit_ns is None or values["p99"] < abs_limit_ns)
+
+    lost = [f"LOST {lat.lost}" for lat in (hr, base) if lat.lost]
+    metric = Metric(r99, {"p50": hr.p50, "p99": hr.p99}, {"p50": base.p50, "p99": base.p99},
+                    "p50 {p50} / p99 {p99}", _escape(base_label) + "p50 {p50} / p99 {p99}",
+                    "p99 {ratio} (p50 {p50})", {"p50": r50}, judge=judge,
+                    failed=", ".join(lost) if hr.lost else "")
+    return Row(name, hr.describe(), base_label + base.describe(),
                f"p99 {fmt_ratio(r99)} (p50 {fmt_ratio(r50)})",
-               target or f"p99 ≤ {max_ratio:g}x", verdict(ok), "; ".join(extra), group)
+               target or f"p99 ≤ {max_ratio:g}x", verdict(ok), "; ".join(extra), group, metric)
 
 
 def unavailable(name: str, why: str, target: str = "", group: str = "") -> Row:
     return Row(name, why, "", "", target, "n/a", "", group)
+
+
+# --------------------------------------------------------------------------- --repeat
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _median(values: Sequence[float]) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.median(clean) if clean else math.nan
+
+
+def single_run(rows: Sequence[Row]) -> list[Row]:
+    """One run's rows as printed: a verdict from one run says so."""
+    for row in rows:
+        if row.verdict in ("yes", "**no**"):
+            row.verdict += " (1 run)"
+    return list(rows)
+
+
+def aggregate(runs: Sequence[Sequence[Row]]) -> list[Row]:
+    """One row per row name over ``runs`` (the same rows measured N times in one process).
+
+    Each row shows the median of its per-run ratios, their spread (min-max, and every run in
+    the notes) and the medians of the absolute values; "met?" judges the median ratio only
+    (and is "no" if any run lost events or the row is missing from a run).
+    """
+    order: list[tuple[str, str]] = []
+    seen: dict[tuple[str, str], list[Row]] = {}
+    for rows in runs:
+        for row in rows:
+            key = (row.group, row.name)
+            if key not in seen:
+                order.append(key)
+                seen[key] = []
+            seen[key].append(row)
+    return [_aggregate_row(seen[key], len(runs)) for key in order]
+
+
+def _aggregate_row(rows: list[Row], n: int) -> Row:
+    last = rows[-1]
+    metrics = [r.metric for r in rows if r.metric is not None]
+    if not metrics:  # unavailable / error / nothing to take a median of: the last run's row
+        note = f"{len(rows)} of {n} runs; shown: the last"
+        return Row(last.name, last.hotreload, last.baseline, last.ratio, last.target,
+                   last.verdict, "; ".join(filter(None, [note, last.notes])), last.group)
+    m = metrics[-1]
+    ratios = [x.ratio for x in metrics]
+    med = _median(ratios)
+    hr_abs = {k: _median([x.hotreload.get(k, math.nan) for x in metrics]) for k in m.hotreload}
+    base_abs = {k: _median([x.baseline.get(k, math.nan) for x in metrics]) for k in m.baseline}
+    also = {k: fmt_ratio(_median([x.also.get(k, math.nan) for x in metrics])) for k in m.also}
+    spread = f"{fmt_ratio(min(ratios))} to {fmt_ratio(max(ratios))}"
+    ratio_cell = m.ratio_text.format(ratio=fmt_ratio(med), **also) + f"; runs: {spread}"
+    failed = [f"run {i + 1}: {x.failed}" for i, x in enumerate(metrics) if x.failed]
+    ok: bool | None = None
+    if m.judge is not None and not math.isnan(med):
+        ok = m.judge(med, hr_abs) and not failed and len(metrics) == n
+    notes = [f"median of {len(metrics)} runs (per run: "
+             + ", ".join(fmt_ratio(r) for r in ratios) + ")"]
+    if len(metrics) != n:
+        notes.append(f"measured in {len(metrics)} of {n} runs")
+    notes += failed
+    if last.notes:
+        notes.append(last.notes)
+    return Row(last.name, m.hr_text.format(**{k: m.fmt(v) for k, v in hr_abs.items()}),
+               m.base_text.format(**{k: m.fmt(v) for k, v in base_abs.items()}), ratio_cell,
+               last.target, verdict(ok), "; ".join(notes), last.group, m)

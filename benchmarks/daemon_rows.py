@@ -32,6 +32,7 @@ import yaml
 from ._hosts import Hosts, merge_alls
 from ._stats import (
     NOT_AVAILABLE,
+    Metric,
     Options,
     Pacer,
     Row,
@@ -373,9 +374,15 @@ def run_throughput(opts: Options) -> list[Row]:
              "baseline bridge drains the LISTEN connection and pipelines PUBLISHes")
     if hr_alls:
         notes += f"; {hr_alls} 'invalidate everything' events counted as covering earlier keys"
+    metric = Metric(r, {"rate": hr_rate, "lost": hr_lost},
+                    {"rate": base_rate, "lost": base_lost},
+                    "{rate} events/s, lost {lost}", "{rate} events/s, lost {lost}",
+                    "{ratio} of baseline", fmt=lambda v: f"{v:,.0f}",
+                    judge=lambda value, _: value >= 0.5,
+                    failed=f"LOST {hr_lost}" if hr_lost else "")
     return [Row(name, f"{hr_rate:,.0f} events/s, lost {hr_lost}",
                 f"{base_rate:,.0f} events/s, lost {base_lost}", fmt_ratio(r) + " of baseline",
-                target, verdict(r >= 0.5 and hr_lost == 0), notes, "throughput")]
+                target, verdict(r >= 0.5 and hr_lost == 0), notes, "throughput", metric)]
 
 
 # --------------------------------------------------------------------------- file saves

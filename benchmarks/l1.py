@@ -12,6 +12,7 @@ from typing import Any
 
 from ._stats import (
     NOT_AVAILABLE,
+    Metric,
     Options,
     Row,
     fmt_ns,
@@ -31,6 +32,10 @@ def ns_per_op(stmt: str, env: dict[str, Any], number: int, repeat: int = 7) -> f
     """Best-of-``repeat`` timeit, in ns per call (includes the timeit loop, ~10 ns)."""
     best = min(timeit.repeat(stmt, globals=env, number=number, repeat=repeat))
     return best / number * 1e9
+
+
+def _ns0(value: float) -> str:
+    return f"{value:.0f}"
 
 
 def cache_available() -> bool:
@@ -94,7 +99,10 @@ def run_hits(opts: Options) -> list[Row]:
         r = ratio(hr, base)
         rows.append(Row("L1 hit: `Subscriber.get(key)` (settings)", f"{hr:.0f} ns/op",
                         f"`dict.get` {base:.0f} ns/op", fmt_ratio(r), "≤ 2x dict.get",
-                        verdict(r <= 2.0), f"timeit best of 7 x {number:,}", "l1"))
+                        verdict(r <= 2.0), f"timeit best of 7 x {number:,}", "l1",
+                        Metric(r, {"hr": hr}, {"dict": base}, "{hr} ns/op",
+                               "`dict.get` {dict} ns/op", fmt=_ns0,
+                               judge=lambda value, _: value <= 2.0)))
 
         ttl: TTLCache[str, str] = TTLCache(maxsize=10_000, ttl=300)
         ttl[KEY] = "v"
@@ -119,7 +127,13 @@ def run_hits(opts: Options) -> list[Row]:
                             f"({fmt_ratio(ratio(hr, base_dict))} dict.get)",
                             "≤ 150 ns and ≥ 5x faster than TTLCache",
                             verdict(hr <= 150 and speedup >= 5),
-                            f"timeit best of 7 x {number:,}", "l1"))
+                            f"timeit best of 7 x {number:,}", "l1",
+                            Metric(speedup, {"hr": hr}, {"ttl": base_ttl, "dict": base_dict},
+                                   "{hr} ns/op", "cachetools `TTLCache.get` {ttl} ns/op; "
+                                   "`dict.get` {dict} ns/op",
+                                   "{ratio} faster than TTLCache ({dict} dict.get)",
+                                   {"dict": ratio(hr, base_dict)}, fmt=_ns0,
+                                   judge=lambda value, v: v["hr"] <= 150 and value >= 5)))
         rows.extend(_async_cache_hit(opts, number // 4))
     return rows
 
@@ -177,7 +191,9 @@ def _async_cache_hit(opts: Options, number: int) -> list[Row]:
         return Row("L1 hit: `await AsyncTwoLevelCache.get(key, loader)`", f"{hr:.0f} ns/op",
                    f"`await` of a coroutine doing `dict.get` {base:.0f} ns/op",
                    fmt_ratio(ratio(hr, base)), "report", "n/a",
-                   f"best of 5 x {number:,}", "l1")
+                   f"best of 5 x {number:,}", "l1",
+                   Metric(ratio(hr, base), {"hr": hr}, {"base": base}, "{hr} ns/op",
+                          "`await` of a coroutine doing `dict.get` {base} ns/op", fmt=_ns0))
 
     return [asyncio.run(main())]
 
@@ -215,11 +231,14 @@ def run_vs_redis(opts: Options) -> list[Row]:
         else:
             rows.append(unavailable("L1 hit (`TwoLevelCache.get`) vs Redis GET", NOT_AVAILABLE,
                                     "≥ 300x faster", "l1-vs-redis"))
+    get_p99 = percentile(samples, 99)
     for label, hit in hits:
         speedup = ratio(get_p50, hit)
         rows.append(Row(f"L1 hit ({label}) vs Redis GET round trip", f"{hit:.0f} ns/op",
-                        f"redis-py sync GET p50 {fmt_ns(get_p50)} "
-                        f"(p99 {fmt_ns(percentile(samples, 99))})",
+                        f"redis-py sync GET p50 {fmt_ns(get_p50)} (p99 {fmt_ns(get_p99)})",
                         f"{fmt_ratio(speedup)} faster", "≥ 300x faster",
-                        verdict(speedup >= 300), f"GET n={samples_n}", "l1-vs-redis"))
+                        verdict(speedup >= 300), f"GET n={samples_n}", "l1-vs-redis",
+                        Metric(speedup, {"hr": hit}, {"p50": get_p50, "p99": get_p99},
+                               "{hr}/op", "redis-py sync GET p50 {p50} (p99 {p99})",
+                               "{ratio} faster", judge=lambda value, _: value >= 300)))
     return rows

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import time
 import uuid
 from typing import Any
@@ -26,10 +27,13 @@ from . import latency
 from ._stats import (
     NOT_AVAILABLE,
     NOT_INSTALLED,
+    Latency,
+    Metric,
     Options,
     Row,
     fanout_latency,
     fmt_ratio,
+    latency_row,
     ratio,
 )
 
@@ -102,12 +106,9 @@ def run_broadcaster(opts: Options) -> list[Row]:
     rate, n = 100.0, opts.n(1000, 30)
     hr = latency.measure(opts, "hotreload", "async", rate, n)
     peer = latency.measure(opts, "broadcaster", "async", rate, n)
-    r99 = ratio(hr.p99, peer.p99)
-    rows = [Row(f"peer: broadcaster publish → delivery @ {rate:g}/s", hr.describe(),
-                "broadcaster: " + peer.describe(),
-                f"p99 {fmt_ratio(r99)} (p50 {fmt_ratio(ratio(hr.p50, peer.p50))})",
-                "report", "n/a", f"hotreload: AsyncPublisher → AsyncSubscriber listener; n={n}; "
-                + how, "broadcaster")]
+    rows = [_report_latency(f"peer: broadcaster publish → delivery @ {rate:g}/s", hr, peer,
+                            "broadcaster: ", f"hotreload: AsyncPublisher → AsyncSubscriber "
+                            f"listener; n={n}; " + how, "broadcaster")]
     total = opts.n(10_000, 200)
     hr_rec, hr_sent, _ = latency.collect(opts, "hotreload", "async", 1e9, total)
     peer_rec, peer_sent, _ = latency.collect(opts, "broadcaster", "async", 1e9, total)
@@ -119,7 +120,11 @@ def run_broadcaster(opts: Options) -> list[Row]:
                     fmt_ratio(ratio(hr_tp, peer_tp)), "report", "n/a",
                     f"{total:,} messages, one subscriber process; hotreload publishes are "
                     "versioned, logged and atomic (Lua), broadcaster's are a bare PUBLISH",
-                    "broadcaster"))
+                    "broadcaster",
+                    Metric(ratio(hr_tp, peer_tp), {"tp": hr_tp, "lost": hr_lost},
+                           {"tp": peer_tp, "lost": peer_lost}, "{tp} msg/s, lost {lost}",
+                           "broadcaster: {tp} msg/s, lost {lost}",
+                           fmt=lambda v: f"{v:,.0f}")))
     return rows
 
 
@@ -184,21 +189,34 @@ def run_cashews(opts: Options) -> list[Row]:
     number = opts.n(200_000, 2_000)
     peer_hit = asyncio.run(_cashews_hit(opts.redis_url, number))
     hr_hit_row = _hotreload_async_hit(opts, number)
+    hr_hit = _ns(hr_hit_row)
     rows = [Row("peer: cashews L1 hit, `await cache.get(key)`", hr_hit_row,
                 f"cashews (client_side=True): {peer_hit:,.0f} ns/op",
-                fmt_ratio(ratio(_ns(hr_hit_row), peer_hit)), "report", "n/a",
-                f"best of 5 x {number:,}; " + how, "cashews")]
+                fmt_ratio(ratio(hr_hit, peer_hit)), "report", "n/a",
+                f"best of 5 x {number:,}; " + how, "cashews",
+                None if math.isnan(hr_hit) else Metric(
+                    ratio(hr_hit, peer_hit), {"hr": hr_hit}, {"peer": peer_hit},
+                    "AsyncTwoLevelCache: {hr} ns/op", "cashews (client_side=True): {peer} ns/op",
+                    fmt=lambda v: f"{v:,.0f}"))]
     rate, n = 100.0, opts.n(1000, 30)
     hr = latency.measure(opts, "hotreload-inv", "async", rate, n)
     peer = latency.measure(opts, "cashews", "async", rate, n)
-    rows.append(Row(f"peer: cashews write → invalidation applied @ {rate:g}/s", hr.describe(),
-                    "cashews: " + peer.describe(),
-                    f"p99 {fmt_ratio(ratio(hr.p99, peer.p99))} "
-                    f"(p50 {fmt_ratio(ratio(hr.p50, peer.p50))})", "report", "n/a",
-                    f"hotreload: AsyncPublisher.invalidate → on_invalidate listener; cashews: "
-                    f"writer SET → Redis tracking (BCAST) → reader drops its L1 entry; n={n}",
-                    "cashews"))
+    rows.append(_report_latency(
+        f"peer: cashews write → invalidation applied @ {rate:g}/s", hr, peer, "cashews: ",
+        f"hotreload: AsyncPublisher.invalidate → on_invalidate listener; cashews: writer SET → "
+        f"Redis tracking (BCAST) → reader drops its L1 entry; n={n}", "cashews"))
     return rows
+
+
+def _report_latency(name: str, hr: Latency, peer: Latency, label: str, notes: str,
+                    group: str) -> Row:
+    """A "report" row: hotreload vs a peer (the peer in the baseline column)."""
+    row = latency_row(name, hr, peer, math.inf, target="report", notes="", group=group,
+                      base_label=label)
+    row.verdict, row.notes = "n/a", notes
+    if row.metric is not None:
+        row.metric.judge = None
+    return row
 
 
 def _ns(text: str) -> float:

@@ -80,33 +80,49 @@ def index_tree(nested: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """One pass over decoded settings: the flat leaves and the index of every path.
 
     The flat dict is what `protocol.flatten` returns; the index also holds objects (as
-    `FrozenSettings`) so that ``get("db")`` works, and arrays as tuples.
+    `FrozenSettings`) so that ``get("db")`` works, and arrays as tuples. (The index is a copy
+    of the flat dict with those added: its order is not the document's.)
     """
-    flat: dict[str, Any] = {}
-    index: dict[str, Any] = {}
-    _walk(nested, "", flat, index)
+    paths: list[str] = []
+    values: list[Any] = []
+    special: dict[str, Any] = {}
+    _walk(nested, "", paths, values, special)
+    flat = dict(zip(paths, values, strict=True))
+    index = flat.copy()
+    index.update(special)
     return flat, index
 
 
-def _walk(node: dict[str, Any], prefix: str, flat: dict[str, Any],
-          index: dict[str, Any]) -> None:
+def _walk(node: dict[str, Any], prefix: str, paths: list[str], values: list[Any],
+          special: dict[str, Any]) -> None:
+    """Append ``node``'s leaves (paths and values, in document order), and put in ``special``
+    what the index holds differently (objects as `FrozenSettings`, arrays as tuples)."""
+    try:
+        joined = "".join(node)  # TypeError: a key that is not a string
+    except TypeError:
+        joined = "."
+    if "." in joined or "" in node:
+        for k in node:  # name the bad key
+            if type(k) is not str or not k or "." in k:
+                raise ProtocolError(f"invalid settings key {prefix + str(k)!r}")
+    types = set(map(type, node.values()))
+    if dict not in types and list not in types:
+        # Only scalars (the usual innermost object): no per-leaf type checks.
+        paths += [prefix + k for k in node] if prefix else node
+        values += node.values()
+        return
     for k, v in node.items():
-        if type(k) is not str or not k or "." in k:
-            raise ProtocolError(f"invalid settings key {prefix + str(k)!r}")
         path = prefix + k
         t = type(v)
         if t is dict:
-            index[path] = FrozenSettings(v)
+            special[path] = FrozenSettings(v)
             if v:
-                _walk(v, path + ".", flat, index)
-            else:
-                flat[path] = v
+                _walk(v, path + ".", paths, values, special)
+                continue
         elif t is list:
-            flat[path] = v
-            index[path] = wrap(v)
-        else:
-            flat[path] = v
-            index[path] = v
+            special[path] = wrap(v)
+        paths.append(path)
+        values.append(v)
 
 
 def _depth(path: str) -> int:

@@ -74,6 +74,7 @@ SCAN: Final[Callable[[str, int], tuple[Any, int]]] = DECODER.scan_once  # type: 
 
 _KEEP: Final = bytes.maketrans(b"{}", b"[]")
 _DROP: Final = bytes(i for i in range(256) if i not in b'"[]{}')
+_ONE_BRACKET: Final = bytes.maketrans(b"]", b"[")
 _PAIR_RE: Final = re.compile(rb"\[\]")
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f]")
 
@@ -87,11 +88,21 @@ def nesting_exceeds(text: str | bytes, limit: int) -> bool:
     byte operations), and free when the text holds at most ``limit`` opening brackets.
     """
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    if raw.count(b"[") + raw.count(b"{") <= limit:
+    if b"\\" in raw:  # drop the escapes that could hide a quote
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Keep only quotes and brackets ("{" and "}" become "[" and "]").
+    kept = raw.translate(_KEEP, _DROP)
+    if kept.count(b"[") <= limit:
         return False
-    # Drop the escapes that could hide a quote, keep only quotes and brackets, drop strings.
-    kept = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(_KEEP, _DROP)
-    skeleton = b"".join(kept.split(b'"')[0::2])
+    # Drop the strings. A bracket is inside a string when an odd number of quotes comes before
+    # it. Usually every run of quotes between two brackets is even: then no bracket is inside
+    # a string and dropping the quotes leaves the skeleton (a few C calls, whatever the number
+    # of strings); otherwise split at the quotes and keep what is outside the strings.
+    runs = kept.translate(_ONE_BRACKET).split(b"[")
+    if any(n & 1 for n in set(map(len, runs))):
+        skeleton = b"".join(kept.split(b'"')[0::2])
+    else:
+        skeleton = kept.translate(None, b'"')
     for _ in range(limit):
         if not skeleton:
             return False

@@ -6,14 +6,18 @@ import math
 import time
 
 from benchmarks._stats import (
+    Latency,
     Pacer,
     Row,
+    aggregate,
     applied_times,
     fanout_latency,
     fmt_ns,
     fmt_ratio,
+    latency_row,
     percentile,
     render,
+    single_run,
 )
 
 
@@ -57,3 +61,37 @@ def test_pacer_has_no_drift() -> None:
     for i in range(20):
         pacer.wait(i)
     assert time.monotonic_ns() >= pacer.due(19)
+
+
+
+def _lat(p50: int, p99: int, lost: int = 0) -> Latency:
+    samples = [p50] * 50 + [p99] * 2
+    return Latency(samples=sorted(samples), lost=lost)
+
+
+def test_repeat_reports_the_median_ratio_its_spread_and_judges_the_median() -> None:
+    base = _lat(100, 1000)
+    runs = [[latency_row("a", _lat(100, p99), base, 2.0, group="g")]
+            for p99 in (1500, 2500, 1900)]  # ratios 1.5, 2.5, 1.9: one run misses
+    [row] = aggregate(runs)
+    assert row.ratio.startswith("p99 1.90x (p50 1.00x); runs: 1.50x to 2.50x")
+    assert row.verdict == "yes"
+    assert "median of 3 runs (per run: 1.50x, 2.50x, 1.90x)" in row.notes
+    assert row.hotreload == "p50 100 ns / p99 2 µs"  # medians of the absolute values
+    runs = [[latency_row("a", _lat(100, p99), base, 2.0)] for p99 in (2500, 2100, 1500)]
+    assert aggregate(runs)[0].verdict == "**no**"  # one good run does not make it met
+
+
+def test_repeat_fails_a_row_that_lost_events_in_any_run_or_is_missing() -> None:
+    base = _lat(100, 1000)
+    runs = [[latency_row("a", _lat(100, 1100, lost=lost), base, 2.0)] for lost in (0, 3, 0)]
+    [row] = aggregate(runs)
+    assert row.verdict == "**no**" and "run 2: LOST 3" in row.notes
+    runs = [[latency_row("a", _lat(100, 1100), base, 2.0)], []]
+    [row] = aggregate(runs)
+    assert row.verdict == "**no**" and "measured in 1 of 2 runs" in row.notes
+
+
+def test_a_single_run_says_its_verdict_is_from_one_run() -> None:
+    rows = single_run([Row("a", "1", "2", "0.5x", "t", "yes"), Row("b", "", "", "", "", "n/a")])
+    assert [r.verdict for r in rows] == ["yes (1 run)", "n/a"]

@@ -62,6 +62,9 @@ def test_deep_documents_are_measured_before_parsing(high_recursion_limit: None) 
 @pytest.mark.parametrize(("text", "expected"), [
     ("1", 0), ("[]", 1), ("{}", 1), ('{"a":[1]}', 2), ('["[[[[", "]"]', 1),
     ('["\\"[[[", "\\\\"]', 1), ('[[], [[]], {"a": {"b": {}}}]', 4), ('"[[[["', 0),
+    # brackets inside strings next to real ones (the even-quote-run shortcut must not apply)
+    ('["]", [[]]]', 3), ('{"a":"[[","b":[[1]]}', 3), ('["[", "]", "[[", [[[0]]]]', 4),
+    ('[{"k]": "v["}, "", "", [""]]', 2), ('["\\"[", "\\\\", "]\\"", [1]]', 2),
 ])
 def test_nesting_is_exact_and_ignores_strings(text: str, expected: int) -> None:
     # a limit of 0 forces the exact path for every text with a bracket
