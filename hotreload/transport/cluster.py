@@ -211,8 +211,8 @@ class ClusterTransport(BaseRedisTransport):
                     primary: bool = False, _again: bool = False) -> Any:
         """EVALSHA (EVALSHA_RO for read-only scripts unless ``primary``: a replica may serve
         those). A node without the script (NOSCRIPT: new, restarted, promoted) runs it with
-        EVAL, which also caches it there. A write that meets a demoted primary (READONLY)
-        reads the slot map again and is run once more."""
+        EVAL, which also caches it there. A write that meets a demoted primary (READONLY), and a
+        read of the primary that meets a dead node, read the slot map again and run once more."""
         client = self._cmd
         ro = script.read_only and not primary
         try:
@@ -225,12 +225,21 @@ class ClusterTransport(BaseRedisTransport):
                     return await client.eval_ro(script.text, len(keys), *keys, *args)
                 return await client.eval(script.text, len(keys), *keys, *args)
         except _LINK_ERRORS as exc:
-            if not ro:
-                raise
-            # A replica that died stays in the slot map until the cluster marks it failed
-            # (cluster-node-timeout): read the primary meanwhile.
-            log.debug("a replica read failed (%s): reading the primary", describe_error(exc))
-            return await self._eval(script, keys, args, primary=True)
+            if ro:
+                # A replica that died stays in the slot map until the cluster marks it
+                # failed (cluster-node-timeout): read the primary meanwhile.
+                log.debug("a replica read failed (%s): reading the primary",
+                          describe_error(exc))
+                return await self._eval(script, keys, args, primary=True)
+            if not script.read_only or _again:
+                raise  # a write may have been applied: the caller decides
+            # A read of the primary that met a dead node: a failover the slot map has not
+            # seen yet (redis-py refreshes it after errors, but not more often than its
+            # refresh delay). Read the slot map again and read once more.
+            log.debug("a primary read failed (%s): reading the slot map again",
+                      describe_error(exc))
+            await self.cluster.nodes_manager.initialize()
+            return await self._eval(script, keys, args, primary=True, _again=True)
         except redis.exceptions.ReadOnlyError as exc:
             if ro or _again:
                 raise

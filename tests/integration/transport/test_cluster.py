@@ -126,6 +126,25 @@ async def test_killing_the_primary_of_the_slot(
     assert loaded.leaves == {b"v": str(writer.version).encode()}
 
 
+async def test_a_primary_read_after_the_primary_died_reaches_the_promoted_replica(
+        redis_cluster: ClusterServers,
+        transports: tuple[ClusterTransport, ClusterTransport]) -> None:
+    """A transport that has not touched the slot since its primary died still names the dead
+    node as the primary; redis-py refreshes its slot map after errors, but not more often than
+    its refresh delay. A read of the primary reads the map again and reaches the promoted
+    replica, the first time (before, it raised a connection error)."""
+    replicas, primaries = transports
+    ns = unique("dead")
+    assert (await create(primaries, ns=ns)).ok
+    await asyncio.to_thread(redis_cluster.wait_replicated, meta_key(ns))
+    assert (await replicas.load(ns, max_tail=10, primary=True)).meta[b"version"] == b"1"
+    _, heir = await asyncio.to_thread(redis_cluster.kill_primary_of, meta_key(ns))
+    for t in (replicas, primaries):
+        loaded = await t.load(ns, max_tail=10, primary=True)
+        assert loaded.meta[b"version"] == b"1"
+    assert heir.call("HGET", meta_key(ns), "version") == b"1"
+
+
 async def test_killing_the_replica_the_subscriptions_listen_on(
         redis_cluster: ClusterServers,
         transports: tuple[ClusterTransport, ClusterTransport]) -> None:
