@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,13 +34,23 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ._hosts import _hotreload_listeners, _new, _Recorder
-from ._stats import Latency, Options, Pacer, Row, fanout_latency, fmt_ns, fmt_ratio, unique
+from ._stats import (
+    Latency,
+    Options,
+    Pacer,
+    Row,
+    fanout_latency,
+    fmt_ns,
+    fmt_ratio,
+    render,
+    unique,
+)
 
 NAMESPACES = 12
 PROCS = 4
 RATE = 10.0
 MAXCLIENTS = 19_000  # under this machine's RLIMIT_NOFILE (20,000) minus Redis's reserve
-START_CONCURRENCY = 50  # subscribers starting at once per process
+START_CONCURRENCY = 20  # subscribers starting at once per process
 WARMUP_ROUNDS = 2  # events per namespace before the windows
 EVENTS = 300  # measured events (full size)
 IDLE_SECONDS = 10.0  # the idle window (full size)
@@ -50,6 +61,7 @@ IDLE_SECONDS = 10.0  # the idle window (full size)
 #: what this background costs Redis; it scales with 1/heartbeat_interval.
 TUNING = {"heartbeat_interval": 5.0, "heartbeat_timeout": 15.0,
           "version_check_interval": 30.0, "command_timeout": 15.0}
+TIMEOUTS = {"connect_timeout": 15.0, "socket_timeout": 15.0}
 
 
 # ---------------------------------------------------------------------- servers
@@ -89,7 +101,7 @@ def single() -> Iterator[Topology]:
     node = Server(_server_args())
     try:
         node.start()
-        yield Topology("one primary", {"redis": {"url": f"redis://{node.addr}/0"},
+        yield Topology("one primary", {"redis": {"url": f"redis://{node.addr}/0", **TIMEOUTS},
                                        "subscriber": TUNING}, [node],
                        roles={node.port: "primary"})
     finally:
@@ -112,7 +124,8 @@ def cluster() -> Iterator[Topology]:
                 roles[r.port] = "replica"
         yield Topology("3-shard cluster, subscribers on replicas",
                        {"redis": {"cluster": {"nodes": servers.addrs[:3],
-                                              "read_from_replicas": True}},
+                                              "read_from_replicas": True},
+                                  **TIMEOUTS},
                         "subscriber": TUNING},
                        list(servers.nodes), servers, roles)
     finally:
@@ -192,9 +205,14 @@ async def _host(kind: str, plan: list[tuple[str, str]], config: dict[str, Any],
             _hotreload_listeners(sub, recs[i])
             subs.append(sub)
             async with gate:
-                await sub.start(60)
+                await sub.start(600)
 
-        await asyncio.gather(*(start_hr(i) for i in range(len(plan))))
+        try:
+            await asyncio.gather(*(start_hr(i) for i in range(len(plan))))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"[:300]))
+            await asyncio.gather(*(s.aclose() for s in subs), return_exceptions=True)
+            return
     loop = asyncio.get_running_loop()
     conn.send(("ready",))
     _, targets, timeout = await loop.run_in_executor(None, conn.recv)
@@ -235,7 +253,9 @@ class ScaleHosts:
         for pipe, proc in zip(self.pipes, self.procs, strict=True):
             if not pipe.poll(timeout):
                 raise RuntimeError(f"subscriber host {proc.pid} not ready after {timeout}s")
-            pipe.recv()
+            msg = pipe.recv()
+            if msg[0] == "error":
+                raise RuntimeError(f"subscriber host {proc.pid} failed to start: {msg[1]}")
 
     def start_clock(self, targets: dict[str, int], timeout: float) -> None:
         for pipe in self.pipes:
@@ -314,6 +334,7 @@ class Result:
     busy_s: float  # length of the publishing window
     sub_cpu: float  # subscriber processes' CPU seconds per second, publishing window
     sub_idle: float  # the same, idle window
+    ready_s: float  # from starting the subscriber processes to all subscribers ready
     deliveries: int  # events x subscribers of their namespace
 
 
@@ -332,7 +353,9 @@ def measure(opts: Options, topo: Topology, kind: str, subscribers: int) -> Resul
         _seed(topo, names)
     hosts = ScaleHosts(kind, plan, topo.config, topo.cluster is not None, procs)
     try:
-        hosts.wait_ready(timeout=600)
+        started = time.monotonic()
+        hosts.wait_ready(timeout=900)
+        ready_s = time.monotonic() - started
         sent, windows, cl = asyncio.run(_send(kind, topo, names, n, idle,
                                                    RATE * (2 if opts.quick else 1), hosts))
         targets = {name: max(s for s, ns in _owner(sent, names).items() if ns == name)
@@ -352,7 +375,7 @@ def measure(opts: Options, topo: Topology, kind: str, subscribers: int) -> Resul
               for i in range(NAMESPACES)]
     deliveries = sum(per_ns[s % NAMESPACES] for s in sent)
     return Result(lat, windows["idle"], windows["busy"], cl, windows["busy_s"],
-                  windows["sub_busy"], windows["sub_idle"], deliveries)
+                  windows["sub_busy"], windows["sub_idle"], ready_s, deliveries)
 
 
 def _owner(sent: dict[int, int], names: list[str]) -> dict[int, str]:
@@ -469,7 +492,8 @@ def _rows_for(topo: Topology, subscribers: int, hr: Result, base: Result) -> lis
         f"p99 {fmt_ratio(r99)} (p50 {fmt_ratio(r50)})", "report", "n/a",
         f"sent at {hr.latency.rate:,.1f}/s; n={len(hr.latency.samples)}; baseline: redis-py "
         f"{shards}; Redis connections (all nodes): hotreload {conns_hr:,}, raw {conns_raw:,}; "
-        f"Redis memory per connection: {mem_hr:,.0f} B vs {mem_raw:,.0f} B",
+        f"Redis memory per connection: {mem_hr:,.0f} B vs {mem_raw:,.0f} B; all subscribers "
+        f"ready after {hr.ready_s:.0f} s (raw {base.ready_s:.0f} s)",
         "scale")]
     rows.append(Row(
         f"scale: Redis CPU per node, {subscribers:,} subscribers, {topo.name} "
@@ -494,9 +518,16 @@ def run(opts: Options) -> list[Row]:
     for topology in (single, cluster):
         with topology() as topo:
             for subscribers in sizes:
-                base = measure(opts, topo, "raw", subscribers)
-                hr = measure(opts, topo, "hotreload", subscribers)
-                rows.extend(_rows_for(topo, subscribers, hr, base))
+                try:
+                    base = measure(opts, topo, "raw", subscribers)
+                    hr = measure(opts, topo, "hotreload", subscribers)
+                    got = _rows_for(topo, subscribers, hr, base)
+                except Exception as exc:  # keep the other sizes' results
+                    got = [Row(f"scale: {subscribers:,} subscribers, {topo.name}",
+                               f"error: {type(exc).__name__}: {exc}"[:300], "", "", "report",
+                               "n/a", "", "scale")]
+                print(render(got), file=sys.stderr, flush=True)  # progress: ~2 min per size
+                rows.extend(got)
     for keys in (100, 10_000):
         size, count = namespace_memory(opts, keys)
         rows.append(Row(
