@@ -533,6 +533,7 @@ def run(opts: Options) -> list[Row]:
         rows.append(Row(
             f"scale: Redis memory of a namespace of {keys:,} keys (after one publish)",
             f"{size / 1024:,.1f} KiB in {count} Redis keys", "", "", "report", "n/a",
-            "sum of MEMORY USAGE … SAMPLES 0 over the namespace's keys (snapshot, head, log); "
+            "sum of MEMORY USAGE … SAMPLES 0 over the namespace's keys (head, leaves, checkpoint, "
+            "change log); "
             "the change log adds one entry per publish up to its cap", "scale"))
     return rows
