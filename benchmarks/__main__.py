@@ -26,6 +26,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "pg": ("daemon_rows", "run_pg_latency", "PostgreSQL UPDATE → daemon → listener"),
     "file": ("daemon_rows", "run_file", "file save → daemon → listener"),
     "fanout": ("fanout", "run", "fan-out to 1/10/100 subscribers"),
+    "scale": ("scale", "run", "fan-out to 1,000/5,000 subscribers: one primary vs a cluster"),
     "throughput": ("daemon_rows", "run_throughput", "NOTIFY batches → daemon → subscriber"),
     "l1": ("l1", "run_hits", "L1 hit ns/op"),
     "l1-vs-redis": ("l1", "run_vs_redis", "L1 hit vs Redis GET"),
